@@ -1,0 +1,26 @@
+# Two commands do everything on a fresh machine:
+#   make demo   create .venv, install, run the main job on the built-in data
+#   make test   create .venv, install, run the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(STAMP): requirements.txt requirements-torch.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-torch.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m htsat_jax.demo --workdir demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -q --durations=15 tests
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

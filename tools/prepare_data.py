@@ -1,0 +1,106 @@
+"""Prepare a dataset for training: raw files -> TFDS ArrayRecord files.
+
+    python tools/prepare_data.py NAME --manual_dir RAW --data_dir OUT [--config NAME] [--overwrite]
+
+NAME is one of esc50, speech_commands, audioset, desed (and synthetic_events when that
+builder is present). RAW is the dataset's own folder layout (see docs/DATASETS.md);
+ESC-50 and Speech Commands download their public archives when --manual_dir is left out.
+The result lands in OUT/{tfds name}/{version}/, next to one skipped_{split}.json per split
+listing every file that was not written and why. Prints a summary at the end.
+
+Exit codes: 0 success, 2 bad input (missing folder, malformed metadata, unknown label).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(_REPO_ROOT) not in sys.path:  # run as a script: tools/ is on sys.path, the repo root is not
+    sys.path.insert(0, str(_REPO_ROOT))
+
+import tfds_builders  # noqa: E402  (light: builders are imported lazily)
+
+# Datasets that have nothing to download and therefore need --manual_dir.
+_NEEDS_MANUAL_DIR = {"audioset", "desed"}
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Build a TFDS (ArrayRecord) dataset from its raw files.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("name", choices=sorted(tfds_builders.DATASETS), help="dataset to prepare")
+    parser.add_argument("--manual_dir", type=pathlib.Path, default=None,
+                        help="folder with the raw dataset (required for audioset and desed)")
+    parser.add_argument("--data_dir", type=pathlib.Path, required=True, help="output folder for the TFDS files")
+    parser.add_argument("--config", default=None,
+                        help="builder config name, for builders that have several (e.g. synthetic_events: tiny)")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild even if the dataset version exists")
+    return parser.parse_args(argv)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def summarize(builder) -> str:
+    """Human-readable summary of a prepared builder: examples and skips per split, bytes on disk."""
+    data_dir = pathlib.Path(os.fspath(builder.data_dir))
+    lines = [f"{builder.name} {builder.version} -> {data_dir}"]
+    for split, info in builder.info.splits.items():
+        report = data_dir / f"skipped_{split}.json"
+        if report.exists():
+            skipped = json.loads(report.read_text())["num_skipped"]
+            lines.append(f"  {split:<18} {info.num_examples:>9} examples  {skipped:>7} skipped  report: {report}")
+        else:  # generated datasets have nothing to skip
+            lines.append(f"  {split:<18} {info.num_examples:>9} examples  (no skip report)")
+    for split, why in dict(builder.info.metadata.get("omitted_splits", {})).items():
+        report = data_dir / f"skipped_{split}.json"
+        extra = f"  report: {report}" if report.exists() else ""
+        lines.append(f"  {split:<18} not written ({why}){extra}")
+    total = sum(f.stat().st_size for f in data_dir.iterdir() if f.is_file())
+    records = sum(f.stat().st_size for f in data_dir.iterdir() if ".array_record" in f.name)
+    lines.append(f"  bytes written: {_human_bytes(total)} ({total} B; example records {records} B)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 bad input)."""
+    args = _parse_args(argv)
+    if args.name not in tfds_builders.available():
+        print(f"error: the {args.name} builder is not part of this checkout "
+              f"(no package {tfds_builders.DATASETS[args.name]})", file=sys.stderr)
+        return 2
+    if args.manual_dir is None and args.name in _NEEDS_MANUAL_DIR:
+        print(f"error: {args.name} has no public archive to download; pass --manual_dir RAW", file=sys.stderr)
+        return 2
+    if args.manual_dir is not None and not args.manual_dir.is_dir():
+        print(f"error: raw folder {args.manual_dir} does not exist or is not a folder", file=sys.stderr)
+        return 2
+
+    from tfds_builders import common  # deferred: imports TFDS (about a second)
+
+    try:
+        extra = {"config": args.config} if args.config else {}
+        builder = tfds_builders.build(
+            args.name, data_dir=args.data_dir, manual_dir=args.manual_dir, overwrite=args.overwrite, **extra
+        )
+    except common.RawDataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summarize(builder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
