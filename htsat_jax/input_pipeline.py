@@ -1,6 +1,7 @@
 """grain input pipelines over the project's TFDS (ArrayRecord) datasets.
 
-Data flow: ``tfds.data_source`` (random access, no TensorFlow) -> an index stream
+Data flow: the prepared ArrayRecord files opened for random access through TFDS
+(features read from the files' ``features.json``, no TensorFlow) -> an index stream
 (shuffled, or class-balanced for AudioSet) -> per-process shard -> read + length
 policy (+ optional augmentation) in ``num_threads`` threads -> per-process batch
 of numpy arrays. Waveforms stay int16 on the host (half the bytes of float32);
@@ -40,8 +41,9 @@ AudioSet "only labelled clips" eval filter need every record's label(s) (and
 fold). Reading them means one pass over the split, so the result is cached as
 ``label_index-<split>.npz`` next to the prepared dataset (in its versioned
 directory) and reused while the split's files are unchanged (names, sizes and
-mtimes are checked). The pass shows a progress bar; the waveform bytes are read
-but not decoded. If that directory is read-only the index is kept in memory only.
+mtimes are checked). The pass shows a progress bar; it keeps only labels and folds,
+but every record is still read in full because each holds all its features. If that
+directory is read-only the index is kept in memory only.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ SELF_CONCAT = "self_concat"
 REPEAT_TO_LENGTH = "repeat_to_length"
 LENGTH_POLICIES = (PAD_OR_TRUNCATE, SELF_CONCAT, REPEAT_TO_LENGTH)
 
-# Threads beat worker processes on small hosts (STACK_NOTES §1; BENCHMARKS.md).
-DEFAULT_NUM_THREADS = 4
+# Threads beat worker processes on small hosts; on the 2-core dev VM two threads were
+# fastest and eight no better than one (BENCHMARKS.md "Input pipeline").
+DEFAULT_NUM_THREADS = min(8, max(2, os.cpu_count() or 2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,11 +83,14 @@ class DatasetSpec:
     """What the pipeline needs to know about one dataset.
 
     Attributes:
-        name: TFDS name (``tfds_builders/<name>``).
+        name: short name used by configs and the CLI (``tfds_builders/<name>``).
         sample_rate: rate the waveforms must be stored at (checked against the
             dataset's metadata).
         clip_samples: length of every training/eval clip after the length policy.
-        num_classes: number of classes (checked against the dataset's features).
+        num_classes: number of classes, checked against the dataset's features; None
+            takes the prepared dataset's count (AudioSet: 527 for the full ontology,
+            fewer when it was built from a custom class list). ``open_source``
+            returns the spec with the count filled in.
         multi_label: True for a ``labels`` multi-hot uint8 feature, False for a
             single ``label`` ClassLabel.
         length_policy: how a stored waveform becomes ``clip_samples`` long:
@@ -95,23 +101,26 @@ class DatasetSpec:
         eval_requires_label: default for dropping eval clips without any positive
             label (the official AudioSet eval keeps only labelled clips).
         has_events: the dataset has strong labels (``events`` feature).
+        tfds_name: the builder's TFDS name when it differs from ``name``.
     """
 
     name: str
     sample_rate: int
     clip_samples: int
-    num_classes: int
+    num_classes: int | None
     multi_label: bool
     length_policy: str = PAD_OR_TRUNCATE
     balanced_train: bool = False
     eval_requires_label: bool = False
     has_events: bool = False
+    tfds_name: str | None = None
 
     def __post_init__(self):
         if self.length_policy not in LENGTH_POLICIES:
             raise ValueError(f"DatasetSpec {self.name!r}: length_policy must be one of "
                              f"{LENGTH_POLICIES}, got {self.length_policy!r}")
-        if self.sample_rate <= 0 or self.clip_samples <= 0 or self.num_classes <= 0:
+        if (self.sample_rate <= 0 or self.clip_samples <= 0
+                or (self.num_classes is not None and self.num_classes <= 0)):
             raise ValueError(f"DatasetSpec {self.name!r}: sample_rate, clip_samples and "
                              f"num_classes must be positive, got {self}")
 
@@ -138,12 +147,12 @@ def register_dataset(spec: DatasetSpec) -> None:
 
 
 for _spec in (
-        DatasetSpec("audioset", 32000, _TEN_S_32K, 527, multi_label=True,
+        DatasetSpec("audioset", 32000, _TEN_S_32K, None, multi_label=True,
                     balanced_train=True, eval_requires_label=True),
         DatasetSpec("esc50", 32000, _TEN_S_32K, 50, multi_label=False,
                     length_policy=SELF_CONCAT),
         DatasetSpec("speech_commands", 16000, 160000, 35, multi_label=False,
-                    length_policy=REPEAT_TO_LENGTH),
+                    length_policy=REPEAT_TO_LENGTH, tfds_name="speech_commands_v2"),
         DatasetSpec("desed", 32000, _TEN_S_32K, 10, multi_label=True, has_events=True),
         DatasetSpec("synthetic_events", 32000, _TEN_S_32K, 10, multi_label=True,
                     has_events=True),
@@ -226,19 +235,25 @@ def events_to_frame_targets(onsets: np.ndarray, offsets: np.ndarray, labels: np.
 # --------------------------------------------------------------------------------------------
 
 
-def _tfds_name(dataset: str, builder_config: str | None) -> str:
+def tfds_name(dataset: str, builder_config: str | None = None) -> str:
+    """The TFDS name of a registered dataset: ("speech_commands", "cfg") -> "speech_commands_v2/cfg"."""
+    short, _, config = dataset.partition("/")
     if builder_config:
-        if "/" in dataset:
+        if config:
             raise ValueError(f"Give the builder config either in the name ({dataset!r}) or as "
                              f"builder_config={builder_config!r}, not both")
-        return f"{dataset}/{builder_config}"
-    return dataset
+        config = builder_config
+    base = get_dataset_spec(short).tfds_name or short
+    return f"{base}/{config}" if config else base
 
 
 def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
                 builder_config: str | None = None, sample_rate: int | None = None,
                 decoders: Any = None) -> tuple[Any, DatasetSpec]:
     """Opens a prepared dataset for random access and checks it against its spec.
+
+    Works from the files alone (``features.json``, ``metadata.json``): the builder
+    package need not be imported.
 
     Args:
         dataset: registered dataset name (optionally "name/config").
@@ -250,14 +265,15 @@ def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
         decoders: forwarded to ``tfds.data_source``.
 
     Returns:
-        (source, spec): an ``ArrayRecordDataSource`` and the spec at that rate.
+        (source, spec): an ``ArrayRecordDataSource`` and the spec at that rate, with
+        ``num_classes`` filled in from the dataset when the registry leaves it open.
     """
     import tensorflow_datasets as tfds  # heavy import, only when data is opened
 
     spec = get_dataset_spec(dataset)
     if sample_rate is not None:
         spec = spec.at_sample_rate(sample_rate)
-    name = _tfds_name(dataset, builder_config)
+    name = tfds_name(dataset, builder_config)
     base = os.path.join(os.fspath(data_dir), name.split("/")[0])
     if not os.path.isdir(base):
         raise FileNotFoundError(
@@ -269,16 +285,19 @@ def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
         raise FileNotFoundError(f"Dataset {name.split('/')[0]!r} has no prepared config "
                                 f"{name.split('/')[1]!r} under {base}; prepared: {available}")
     try:
-        source = tfds.data_source(name, data_dir=os.fspath(data_dir), split=split,
-                                  download=False, decoders=decoders)
+        # Read features from the prepared files, not from builder code: a registered
+        # builder whose features depend on constructor arguments (AudioSet with a
+        # custom class list) would otherwise decode with the wrong shapes.
+        builder = tfds.core.read_only_builder.builder_from_files(name, data_dir=os.fspath(data_dir))
+        source = builder.as_data_source(split=split, decoders=decoders)
     except Exception as e:  # tfds errors can list every known dataset; keep the first line
         raise ValueError(f"Could not open {name!r} split {split!r} in {os.fspath(data_dir)!r}: "
                          f"{str(e).splitlines()[0]}") from e
-    _check_source(source, spec, name)
+    spec = _check_source(source, spec, name)
     return source, spec
 
 
-def _check_source(source: Any, spec: DatasetSpec, name: str) -> None:
+def _check_source(source: Any, spec: DatasetSpec, name: str) -> DatasetSpec:
     info = source.dataset_info
     metadata = info.metadata or {}
     stored_rate = metadata.get("sample_rate")
@@ -305,9 +324,12 @@ def _check_source(source: Any, spec: DatasetSpec, name: str) -> None:
             raise ValueError(f"Dataset {name!r} is single-label but has no 'label' feature "
                              f"(has {list(features)})")
         stored_classes = features["label"].num_classes
+    if spec.num_classes is None:
+        return dataclasses.replace(spec, num_classes=int(stored_classes))
     if stored_classes != spec.num_classes:
         raise ValueError(f"Dataset {name!r} has {stored_classes} classes but the {spec.name!r} "
                          f"recipe expects {spec.num_classes}")
+    return spec
 
 
 def _has_feature(source: Any, key: str) -> bool:
@@ -610,7 +632,7 @@ class _ReadExample:
         else:
             waveform = apply_length_policy(waveform, spec.length_policy, spec.clip_samples)
         if rng is not None and self._time_shift:
-            # Circular shift by a uniform offset, as the official enable_time_shift option.
+            # A circular shift keeps the whole clip: nothing is cut off or zero-filled.
             waveform = np.roll(waveform, int(rng.integers(0, spec.clip_samples)))
         example = {"waveform": np.ascontiguousarray(waveform)}
         if spec.multi_label:
@@ -742,7 +764,7 @@ def make_train_dataset(
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     source, spec = open_source(dataset, data_dir=data_dir, split=split,
                                builder_config=builder_config, sample_rate=sample_rate)
-    name = _tfds_name(dataset, builder_config)
+    name = tfds_name(dataset, builder_config)
     _check_options(spec, source, strong_label_frames, time_shift, name)
     balanced = spec.balanced_train if balanced is None else balanced
 
@@ -760,10 +782,10 @@ def make_train_dataset(
         indices = BalancedClassSampler(class_rows, epoch_length=records.size, seed=seed)
     else:
         # shuffle() reshuffles every epoch (its seed is folded with the epoch number).
-        indices = grain.MapDataset.source(records[process_index::process_count]).shuffle(seed=seed)
+        indices = grain.MapDataset.source(records).shuffle(seed=seed)
     # Repeat before sharding: one global stream, so global batch k is the same set of
     # examples for any process_count.
-    indices = indices.repeat(num_epochs)
+    indices = indices.repeat(num_epochs)[process_index::process_count]
 
     read = _ReadExample(source, spec, with_ids=_has_feature(source, "id"),
                         strong_label_frames=strong_label_frames, time_shift=time_shift,
@@ -893,7 +915,7 @@ def make_eval_data(
         global_batch_size, process_index, process_count)
     source, spec = open_source(dataset, data_dir=data_dir, split=split,
                                builder_config=builder_config, sample_rate=sample_rate)
-    name = _tfds_name(dataset, builder_config)
+    name = tfds_name(dataset, builder_config)
     _check_options(spec, source, strong_label_frames, False, name)
     require_label = spec.eval_requires_label if require_label is None else require_label
 

@@ -28,3 +28,21 @@ def to_official_layout(name: str, ours: np.ndarray, ref_shape) -> np.ndarray:
     elif name == "tscam_conv_out":  # (B, 32, classes) -> (B, classes, 1, 32)
         a = a.transpose(0, 2, 1)[:, :, None]
     return a.reshape(ref_shape)
+
+
+def run(model, x, *, capture: bool = False, **kwargs):
+    """Jitted eval forward (eager op-by-op dispatch is several times slower on CPU).
+
+    Returns the outputs dict, merged with the captured intermediates when ``capture``.
+    """
+    import jax
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+
+    def fwd(state, x):
+        cap = {} if capture else None
+        out = nnx.merge(graphdef, state)(x, capture=cap, **kwargs)
+        return {**(cap or {}), **out}
+
+    return jax.jit(fwd)(state, x)

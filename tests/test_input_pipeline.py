@@ -38,9 +38,9 @@ def fake_dir(tmp_path_factory):
         builder(data_dir=data_dir, file_format="array_record").download_and_prepare()
     ip.register_dataset(dataclasses.replace(ip.DATASETS["esc50"], name="fake_esc50"))
     ip.register_dataset(dataclasses.replace(ip.DATASETS["speech_commands"],
-                                            name="fake_speech_commands"))
-    ip.register_dataset(dataclasses.replace(ip.DATASETS["audioset"], name="fake_audioset",
-                                            num_classes=fake_builders.FakeAudioset.NUM_CLASSES))
+                                            name="fake_speech_commands", tfds_name=None))
+    # AudioSet's class count comes from the prepared dataset (8 here)
+    ip.register_dataset(dataclasses.replace(ip.DATASETS["audioset"], name="fake_audioset"))
     return data_dir
 
 
@@ -68,13 +68,19 @@ def test_registry_matches_official_recipes():
     assert (scv.sample_rate, scv.clip_samples, scv.num_classes, scv.multi_label,
             scv.length_policy) == (16000, 160000, 35, False, ip.REPEAT_TO_LENGTH)
     assert (audioset.clip_samples, audioset.num_classes, audioset.length_policy) == (
-        320000, 527, ip.PAD_OR_TRUNCATE)
+        320000, None, ip.PAD_OR_TRUNCATE)  # None: the prepared dataset's class count
     assert audioset.balanced_train and audioset.eval_requires_label
     assert not esc.balanced_train and not desed.balanced_train
     assert desed.has_events and synthetic_spec.has_events and synthetic_spec.num_classes == 10
     assert scv.at_sample_rate(32000).clip_samples == 320000
     with pytest.raises(ValueError, match="Unknown dataset"):
         ip.get_dataset_spec("nope")
+    # the pipeline's short names map to the builders' TFDS names
+    assert ip.tfds_name("speech_commands", None) == "speech_commands_v2"
+    assert ip.tfds_name("speech_commands", "cfg") == "speech_commands_v2/cfg"
+    assert ip.tfds_name("synthetic_events/tiny", None) == "synthetic_events/tiny"
+    with pytest.raises(ValueError, match="not both"):
+        ip.tfds_name("synthetic_events/tiny", "tiny")
 
 
 def test_length_policies_exact():
@@ -385,9 +391,35 @@ def test_sample_rate_mismatch_raises(synthetic_dir):
                               sample_rate=48000)
 
 
+def test_class_count_is_checked_or_filled_in(fake_dir):
+    _, spec = ip.open_source("fake_audioset", data_dir=fake_dir, split="train")
+    assert spec.num_classes == fake_builders.FakeAudioset.NUM_CLASSES
+    ip.register_dataset(dataclasses.replace(ip.DATASETS["esc50"], name="fake_esc50_wrong",
+                                            tfds_name="fake_esc50", num_classes=10))
+    with pytest.raises(ValueError, match="has 50 classes but .* expects 10"):
+        ip.open_source("fake_esc50_wrong", data_dir=fake_dir, split="train")
+
+
+def test_features_come_from_the_prepared_files(fake_dir, tmp_path):
+    # The registered FakeAudioset class defaults to 8 classes; a copy prepared with 3
+    # (as AudioSet from a custom class list) must be read with its own 3-class features.
+    fake_builders.FakeAudioset(num_classes=3, num_records=20, data_dir=str(tmp_path),
+                               file_format="array_record").download_and_prepare()
+    data = ip.make_eval_data("fake_audioset", data_dir=str(tmp_path), split="train",
+                             global_batch_size=4, process_index=0, process_count=1,
+                             require_label=False)
+    batches = list(data)
+    assert data.num_examples == 20 and batches[0]["target"].shape == (4, 3)
+    by_id = {i: t for b in batches for i, t in zip(b["id"], b["target"])}
+    np.testing.assert_array_equal(by_id["yt007"], fake_builders.FakeAudioset.labels_of(7, 3))
+
+
 def test_missing_dataset_is_a_clear_error(tmp_path, synthetic_dir):
     with pytest.raises(FileNotFoundError, match="No prepared dataset 'synthetic_events/tiny'"):
         ip.make_train_iterator(SYN, **SYN_KW, data_dir=str(tmp_path), global_batch_size=2,
+                               seed=0, process_index=0, process_count=1)
+    with pytest.raises(FileNotFoundError, match="'speech_commands_v2'"):
+        ip.make_train_iterator("speech_commands", data_dir=str(tmp_path), global_batch_size=2,
                                seed=0, process_index=0, process_count=1)
     with pytest.raises(FileNotFoundError, match=r"no prepared config 'huge'.*\['tiny'\]"):
         ip.make_eval_iterator(SYN, builder_config="huge", data_dir=synthetic_dir, split="test",

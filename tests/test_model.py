@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from helpers import inputs, tiny_checkpoint
+from helpers import inputs, run, tiny_checkpoint
 from htsat_jax import checkpoint
 from htsat_jax.models.htsat import HTSAT, HTSATConfig, SpecAugmentConfig, TINY, mixup, spec_augment
 
@@ -20,7 +20,7 @@ def tiny_model():
 @pytest.mark.parametrize("seconds,infer_mode", [(1, False), (1, True), (5, True), (10, False), (12, False)])
 def test_output_shapes_for_several_lengths(tiny_model, seconds, infer_mode):
     x = jnp.asarray(np.resize(inputs()["waveform_32k"][:1], (1, int(seconds * 32000))))
-    out = tiny_model(x, infer_mode=infer_mode)
+    out = run(tiny_model, x, infer_mode=infer_mode)
     assert out["clipwise_output"].shape == (1, 10)
     assert out["framewise_output"].shape == (1, 1024, 10)
     assert out["latent_output"].shape == (1, 128)
@@ -29,25 +29,32 @@ def test_output_shapes_for_several_lengths(tiny_model, seconds, infer_mode):
 
 def test_infer_mode_equals_eval_for_ten_seconds_and_tiles_short_inputs(tiny_model):
     x = jnp.asarray(inputs()["waveform_32k"])
-    a, b = tiny_model(x), tiny_model(x, infer_mode=True)
+    a, b = run(tiny_model, x), run(tiny_model, x, infer_mode=True)
     np.testing.assert_array_equal(a["clipwise_output"], b["clipwise_output"])
     # 5 s = 501 frames: infer mode tiles them twice before the stretch, which changes the result.
     short = x[:, :160000]
-    assert not np.allclose(tiny_model(short)["clipwise_output"], tiny_model(short, infer_mode=True)["clipwise_output"])
+    assert not np.allclose(run(tiny_model, short)["clipwise_output"], run(tiny_model, short, infer_mode=True)["clipwise_output"])
 
 
 def test_long_input_eval_averages_official_crops(tiny_model):
     x = jnp.asarray(np.concatenate([inputs()["waveform_32k"], inputs()["waveform_32k"][:, :64000]], 1))
     frames = 1 + x.shape[1] // 320  # 1201
     crop, hop = (frames - 1) // 2, (frames - 1) // 4
-    logmel = tiny_model.config.frontend
     from htsat_jax import frontend
     from htsat_jax.models.htsat import stretch_time, to_image
-    lm = tiny_model.normalise(frontend.log_mel(x, logmel), train=False)
-    crops = [tiny_model.forward_image(to_image(stretch_time(lm[:, s:s + crop], 1024), 4))
-             for s in range(0, frames - crop - 1, hop)]
+
+    graphdef, state = nnx.split(tiny_model)
+
+    @jax.jit
+    def official_crops(state, x):
+        m = nnx.merge(graphdef, state)
+        lm = m.normalise(frontend.log_mel(x, m.config.frontend), train=False)
+        return [m.forward_image(to_image(stretch_time(lm[:, s:s + crop], 1024), 4))
+                for s in range(0, frames - crop - 1, hop)]
+
+    crops = official_crops(state, x)
     assert len(crops) == 2
-    out = tiny_model(x)
+    out = run(tiny_model, x)
     np.testing.assert_allclose(out["clipwise_output"], (crops[0]["clipwise_output"] + crops[1]["clipwise_output"]) / 2,
                                atol=1e-6)
     with pytest.raises(ValueError, match="infer_mode takes at most 1024 frames"):
@@ -59,7 +66,7 @@ def test_clip_ce_returns_the_mean_logit_and_framewise_stays_sigmoid():
     bce = checkpoint.build_model(config, weights)
     ce = checkpoint.build_model(HTSATConfig.from_dict({**config.to_dict(), "loss_type": "clip_ce"}), weights)
     x = jnp.asarray(inputs()["waveform_32k"])
-    a, b = bce(x), ce(x)
+    a, b = run(bce, x), run(ce, x)
     np.testing.assert_allclose(jax.nn.sigmoid(b["clipwise_output"]), a["clipwise_output"], atol=1e-6)
     np.testing.assert_array_equal(a["framewise_output"], b["framewise_output"])
 
@@ -118,9 +125,9 @@ def test_bfloat16_compute_runs_and_stays_close(tiny_model):
     config, weights = tiny_checkpoint()
     fast = checkpoint.build_model(config, weights, dtype=jnp.bfloat16)
     x = jnp.asarray(inputs()["waveform_32k"])
-    out = fast(x)
+    out = run(fast, x)
     assert out["clipwise_output"].dtype == jnp.float32
-    np.testing.assert_allclose(out["clipwise_output"], tiny_model(x)["clipwise_output"], atol=0.05)
+    np.testing.assert_allclose(out["clipwise_output"], run(tiny_model, x)["clipwise_output"], atol=0.05)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, SHARED, require
-from helpers import inputs, tiny_checkpoint, to_official_layout
+from helpers import inputs, run, tiny_checkpoint, to_official_layout
 from htsat_jax import checkpoint, convert, frontend
 from htsat_jax.models.htsat import HTSATConfig, count_parameters
 
@@ -18,9 +18,7 @@ from htsat_jax.models.htsat import HTSATConfig, count_parameters
 def tiny_f32_outputs():
     config, weights = tiny_checkpoint()
     model = checkpoint.build_model(config, weights)
-    capture = {}
-    outputs = model(jnp.asarray(inputs()["waveform_32k"]), capture=capture)
-    return {**capture, **outputs}
+    return run(model, jnp.asarray(inputs()["waveform_32k"]), capture=True)
 
 
 def test_tiny_float32_every_array_within_tolerance(tiny_f32_outputs):
@@ -52,7 +50,7 @@ def test_tiny_float64_matches_official_float64_at_rounding_level():
             np.testing.assert_allclose(ours, ref[name], rtol=1e-9, atol=1e-9, err_msg=name)
         # End to end from the waveform, the exact FFT frontend differs from the float32 kernels by
         # at most 1.3e-4 dB (fixture README); the outputs barely move.
-        e2e = model(jnp.asarray(inputs()["waveform_32k"].astype(np.float64)))
+        e2e = run(model, jnp.asarray(inputs()["waveform_32k"].astype(np.float64)))
         np.testing.assert_allclose(np.asarray(frontend.log_mel(jnp.asarray(inputs()["waveform_32k"],
                                                                            jnp.float64))),
                                    ref["logmel_before_bn0"][:, 0], atol=2e-4)

@@ -129,7 +129,10 @@ def main(argv=None) -> None:
         else:
             data_dir, builder_config = args.data_dir, args.builder_config
 
-        warm_page_cache(os.path.join(data_dir, args.dataset))
+        from htsat_jax import input_pipeline
+
+        tfds_dir = input_pipeline.tfds_name(args.dataset, builder_config).split("/")[0]
+        warm_page_cache(os.path.join(data_dir, tfds_dir))
         print(f"host: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
         print(f"dataset {args.dataset}/{builder_config or 'default'} split {args.split}, "
               f"batch {args.batch_size}, {args.num_batches} timed batches after "

@@ -72,38 +72,47 @@ class FakeAudioset(tfds.core.GeneratorBasedBuilder):
     Class c is the main label of a record with probability proportional to 2**-c
     (class 0 about 50 %, class 7 under 1 %); every 10th record also has class 0, and
     every 50th record has no label at all.
+
+    Like the real AudioSet builder, the class count is a constructor argument, so the
+    features of a prepared copy can differ from the registered class's defaults.
     """
 
     VERSION = tfds.core.Version("1.0.0")
     NUM_RECORDS = 800
     NUM_CLASSES = 8
 
+    def __init__(self, *, num_classes: int = NUM_CLASSES, num_records: int = NUM_RECORDS,
+                 **kwargs):
+        self._num_classes = num_classes
+        self._num_records = num_records
+        super().__init__(**kwargs)
+
     def _info(self):
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
                 "id": tfds.features.Text(), "waveform": _WAVEFORM,
-                "labels": tfds.features.Tensor(shape=(self.NUM_CLASSES,), dtype=np.uint8),
+                "labels": tfds.features.Tensor(shape=(self._num_classes,), dtype=np.uint8),
             }),
-            metadata=tfds.core.MetadataDict(sample_rate=32000,
-                                            class_names=[f"k{i}" for i in range(8)]))
+            metadata=tfds.core.MetadataDict(
+                sample_rate=32000, class_names=[f"k{i}" for i in range(self._num_classes)]))
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples()}
 
     @classmethod
-    def labels_of(cls, record: int) -> np.ndarray:
+    def labels_of(cls, record: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
         rng = np.random.default_rng(record)
-        weights = 2.0 ** -np.arange(cls.NUM_CLASSES)
-        labels = np.zeros((cls.NUM_CLASSES,), np.uint8)
+        weights = 2.0 ** -np.arange(num_classes)
+        labels = np.zeros((num_classes,), np.uint8)
         if record % 50 == 49:
             return labels
-        labels[rng.choice(cls.NUM_CLASSES, p=weights / weights.sum())] = 1
+        labels[rng.choice(num_classes, p=weights / weights.sum())] = 1
         if record % 10 == 0:
             labels[0] = 1
         return labels
 
     def _generate_examples(self):
-        for i in range(self.NUM_RECORDS):
+        for i in range(self._num_records):
             length = 320050 if i == 3 else 100  # one long clip to exercise truncation
             yield i, {"id": f"yt{i:03d}", "waveform": fake_waveform(i, length),
-                      "labels": self.labels_of(i)}
+                      "labels": self.labels_of(i, self._num_classes)}
