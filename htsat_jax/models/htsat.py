@@ -248,6 +248,8 @@ class HTSAT(nnx.Module):
         self.dtype = dtype
         c = config
         # bn0 normalises each mel bin over (batch, time). torch momentum 0.1 == flax momentum 0.9.
+        # torch updates running_var with the unbiased batch variance, flax with the biased one: a
+        # factor n/(n-1) with n = batch*1001 values per bin, negligible.
         self.bn0 = nnx.BatchNorm(c.frontend.n_mels, momentum=0.9, epsilon=1e-5,
                                  dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.patch_embed = swin.PatchEmbed(c.patch_size, c.patch_stride, 1, c.embed_dim,
