@@ -58,8 +58,9 @@ def build_model(config: HTSATConfig, weights: Mapping | None = None, *, seed: in
     if weights is not None:
         state = nnx.state(model)
         expected = nnx.to_pure_dict(state)
+        weights = _normalise_keys(weights)
         _check_same_tree(expected, weights)
-        cast = jax.tree.map(lambda ref, w: jnp.asarray(w, dtype=ref.dtype), expected, _normalise_keys(weights))
+        cast = jax.tree.map(lambda ref, w: jnp.asarray(w, dtype=ref.dtype), expected, weights)
         nnx.replace_by_pure_dict(state, cast)
         nnx.update(model, state)
     return model
@@ -73,7 +74,7 @@ def _normalise_keys(tree: Any) -> Any:
 
 
 def _check_same_tree(expected: Mapping, got: Mapping, prefix: str = "") -> None:
-    got = _normalise_keys(got)
+    """Same keys and shapes at every level (``got`` already has integer list indices)."""
     missing = [k for k in expected if k not in got]
     extra = [k for k in got if k not in expected]
     if missing or extra:

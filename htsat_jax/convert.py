@@ -289,10 +289,10 @@ def _flax_path(key: str) -> tuple[str, ...] | None:
         return None
     module, kind = m.groups()
     parts = _split_key(module)
-    is_norm = parts[-1].startswith("norm") or parts[-1] == "norm"
     if kind == "bias":
         return tuple(parts) + ("bias",)
-    return tuple(parts) + (("scale",) if is_norm else ("kernel",))
+    # LayerNorms are norm, norm1, norm2 (and patch_embed.norm, downsample.norm); bn0 is handled above.
+    return tuple(parts) + (("scale",) if str(parts[-1]).startswith("norm") else ("kernel",))
 
 
 def _split_key(key: str) -> list[Any]:
