@@ -93,24 +93,34 @@ def _check_same_tree(expected: Mapping, got: Mapping, prefix: str = "") -> None:
 
 def save_weights(directory: str, config: HTSATConfig, weights: Mapping, *,
                  class_names: Sequence[str] | None = None, extra: Mapping[str, Any] | None = None) -> None:
-    """Write a model directory (see module docstring). Refuses to overwrite a non-empty directory."""
+    """Write a model directory (see module docstring). Refuses to overwrite a non-empty directory.
+
+    ``weights`` may hold numpy arrays or (possibly sharded) global jax arrays; in a multi-process
+    run every process must call this (orbax saves collectively), and process 0 writes config.json.
+    """
     import orbax.checkpoint as ocp
+    from jax.experimental import multihost_utils
 
     directory = os.path.abspath(directory)
-    if os.path.exists(directory) and os.listdir(directory):
+    occupied = os.path.exists(directory) and bool(os.listdir(directory))
+    if jax.process_count() > 1:  # every process must take the same branch
+        occupied = bool(multihost_utils.process_allgather(np.array([occupied])).any())
+    if occupied:
         raise CheckpointDirError(f"{directory} exists and is not empty; choose a new output directory")
     if class_names is not None and len(class_names) != config.num_classes:
         raise CheckpointDirError(f"{len(class_names)} class names for {config.num_classes} classes")
     os.makedirs(directory, exist_ok=True)
-    tree = jax.tree.map(np.asarray, _normalise_keys(dict(weights)))
+    tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x),
+                        _normalise_keys(dict(weights)))
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, WEIGHTS_DIR), tree)
         ckptr.wait_until_finished()
     meta = {"format": FORMAT, "model": config.to_dict(),
             "class_names": list(class_names) if class_names is not None else None}
     meta.update(extra or {})
-    with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
+    if jax.process_index() == 0:
+        with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
 
 
 def save_model(directory: str, model: HTSAT, **kwargs) -> None:

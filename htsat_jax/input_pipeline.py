@@ -56,7 +56,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Mapping
 
 import grain
 import numpy as np
@@ -586,6 +586,36 @@ class BalancedClassSampler(grain.MapDataset):
         return int(self.epoch_queue(epoch)[position])
 
 
+class _BatchBlockShard(grain.MapDataset):
+    """This process's rows of each global batch: rows ``[p*L, (p+1)*L)`` of batch ``k``.
+
+    Global batch ``k`` is elements ``[k*G, (k+1)*G)`` of the parent stream (``G`` rows, ``L =
+    G / process_count`` per process). Taking contiguous blocks (not a stride) means the global
+    array that ``jax.make_array_from_process_local_data`` assembles in process order has the
+    same rows in the same order for any process count, so per-row randomness (SpecAugment,
+    mixup partners) and therefore the trained parameters do not depend on the cluster shape.
+    """
+
+    def __init__(self, parent: grain.MapDataset, process_index: int, process_count: int,
+                 local_batch: int):
+        super().__init__(parent)
+        self._p, self._n, self._local = process_index, process_count, local_batch
+        self._global = local_batch * process_count
+        self._length = (len(parent) // self._global) * local_batch
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __str__(self) -> str:
+        return f"BatchBlockShard(process={self._p}/{self._n}, local_batch={self._local})"
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        batch, row = divmod(int(index), self._local)
+        return self._parent[batch * self._global + self._p * self._local + row]
+
+
 # --------------------------------------------------------------------------------------------
 # Record -> example
 # --------------------------------------------------------------------------------------------
@@ -600,10 +630,12 @@ class _ReadExample:
     """
 
     def __init__(self, source: Any, spec: DatasetSpec, *, with_ids: bool,
-                 strong_label_frames: int, time_shift: bool, random_crop: bool):
+                 strong_label_frames: int, time_shift: bool, random_crop: bool,
+                 max_events: int = 0):
         self._source = source
         self._spec = spec
         self._with_ids = with_ids
+        self._max_events = max_events
         self._strong_label_frames = strong_label_frames
         self._time_shift = time_shift
         self._random_crop = random_crop
@@ -619,6 +651,8 @@ class _ReadExample:
         if self._strong_label_frames:
             example["frame_target"] = np.zeros(
                 (self._strong_label_frames, spec.num_classes), np.float32)
+        if self._max_events:
+            example["events"] = _padded_events(None, self._max_events, "")
         return example
 
     def random_map(self, record_index: int, rng: np.random.Generator | None):
@@ -652,10 +686,31 @@ class _ReadExample:
                 events["onset"], events["offset"], events["label"],
                 num_frames=self._strong_label_frames, clip_seconds=spec.clip_seconds,
                 num_classes=spec.num_classes)
+        if self._max_events:
+            example["events"] = _padded_events(record["events"], self._max_events,
+                                               example.get("id", str(record_index)))
         return example
 
     def __call__(self, record_index: int):
         return self.random_map(record_index, None)
+
+
+def _padded_events(events: Mapping[str, np.ndarray] | None, max_events: int,
+                   clip_id: str) -> np.ndarray:
+    """Strong labels as a fixed-size float32 (max_events, 3) array of (onset_s, offset_s, label);
+    unused rows have label -1, so they batch and travel with the audio to the devices."""
+    out = np.zeros((max_events, 3), np.float32)
+    out[:, 2] = -1
+    if events is None:
+        return out
+    n = len(events["label"])
+    if n > max_events:
+        raise ValueError(f"clip {clip_id!r} has {n} events, more than max_events={max_events}; "
+                         "raise max_events (config.eval_max_events)")
+    out[:n, 0] = events["onset"]
+    out[:n, 1] = events["offset"]
+    out[:n, 2] = events["label"]
+    return out
 
 
 class _ReadOrPad(grain.transforms.Map):
@@ -783,9 +838,9 @@ def make_train_dataset(
     else:
         # shuffle() reshuffles every epoch (its seed is folded with the epoch number).
         indices = grain.MapDataset.source(records).shuffle(seed=seed)
-    # Repeat before sharding: one global stream, so global batch k is the same set of
-    # examples for any process_count.
-    indices = indices.repeat(num_epochs)[process_index::process_count]
+    # Repeat before sharding: one global stream, so global batch k holds the same examples,
+    # in the same order, for any process_count.
+    indices = _BatchBlockShard(indices.repeat(num_epochs), process_index, process_count, local_batch)
 
     read = _ReadExample(source, spec, with_ids=_has_feature(source, "id"),
                         strong_label_frames=strong_label_frames, time_shift=time_shift,
@@ -800,6 +855,22 @@ def make_train_dataset(
         _enable_grain_multiprocessing()
         stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return stream
+
+
+def count_records(dataset: str, *, data_dir: str | os.PathLike, split: str,
+                  builder_config: str | None = None, sample_rate: int | None = None,
+                  folds: Sequence[int] | None = None, require_label: bool = False,
+                  num_threads: int = DEFAULT_NUM_THREADS) -> int:
+    """Records a pipeline over this split would use (after the fold / labelled filters);
+    trainers size an "epoch" with it."""
+    source, spec = open_source(dataset, data_dir=data_dir, split=split,
+                               builder_config=builder_config, sample_rate=sample_rate)
+    if folds is None and not require_label:
+        return len(source)
+    index = _label_index_for_source(source, spec, split, num_threads=num_threads,
+                                    use_cache=True, show_progress=True)
+    return int(_selected_records(index, len(source), folds, require_label,
+                                 tfds_name(dataset, builder_config)).size)
 
 
 def make_train_iterator(
@@ -908,6 +979,7 @@ def make_eval_data(
     folds: Sequence[int] | None = None,
     require_label: bool | None = None,
     strong_label_frames: int = 0,
+    max_events: int = 0,
     use_label_index_cache: bool = True,
 ) -> EvalData:
     """Deterministic, sharded, padded eval batches (see ``make_eval_iterator``)."""
@@ -917,6 +989,9 @@ def make_eval_data(
                                builder_config=builder_config, sample_rate=sample_rate)
     name = tfds_name(dataset, builder_config)
     _check_options(spec, source, strong_label_frames, False, name)
+    if max_events and not _has_feature(source, "events"):
+        raise ValueError(f"max_events={max_events} needs an 'events' feature, which {name!r} "
+                         "does not have")
     require_label = spec.eval_requires_label if require_label is None else require_label
 
     index = None
@@ -928,7 +1003,7 @@ def make_eval_data(
 
     read = _ReadExample(source, spec, with_ids=_has_feature(source, "id"),
                         strong_label_frames=strong_label_frames, time_shift=False,
-                        random_crop=False)
+                        random_crop=False, max_events=max_events)
     positions = grain.MapDataset.range(num_batches * global_batch_size)
     examples = positions[process_index::process_count].map(_ReadOrPad(read, records))
     stream = examples.to_iter_dataset(_read_options(num_threads, prefetch_buffer_size, local_batch))
@@ -951,6 +1026,7 @@ def make_eval_iterator(
     folds: Sequence[int] | None = None,
     require_label: bool | None = None,
     strong_label_frames: int = 0,
+    max_events: int = 0,
     use_label_index_cache: bool = True,
 ) -> grain.DatasetIterator:
     """Iterator over one deterministic eval pass of this process's batches.
@@ -969,11 +1045,13 @@ def make_eval_iterator(
         folds: keep only these ``fold`` values (ESC-50 held-out fold, e.g. (5,)).
         require_label: drop clips without any positive label (default: AudioSet only,
             as the official eval).
+        max_events: if > 0, add ``events`` float32 (B, max_events, 3) rows of
+            (onset_s, offset_s, label), label -1 on unused rows (event-based scoring).
 
     Returns:
         Iterator of dicts: ``waveform`` int16 (B, clip_samples), ``target`` float32
         (B, C), ``label`` int32 (B,) (single-label), ``id`` str (B,) ("" on padding),
-        ``mask`` bool (B,), ``frame_target`` (B, F, C) if asked.
+        ``mask`` bool (B,), ``frame_target`` (B, F, C) and ``events`` if asked.
         ``make_eval_data`` gives the same plus the number of batches.
     """
     return iter(make_eval_data(
@@ -981,4 +1059,5 @@ def make_eval_iterator(
         process_index=process_index, process_count=process_count,
         builder_config=builder_config, sample_rate=sample_rate, num_threads=num_threads,
         prefetch_buffer_size=prefetch_buffer_size, folds=folds, require_label=require_label,
-        strong_label_frames=strong_label_frames, use_label_index_cache=use_label_index_cache))
+        strong_label_frames=strong_label_frames, max_events=max_events,
+        use_label_index_cache=use_label_index_cache))

@@ -6,6 +6,13 @@ import pathlib
 # Must happen before anything imports jax: multi-device code is tested on 8 host devices.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Trainer tests compile the same programs several times (resume, reruns, subprocesses): a
+# persistent compilation cache for the session turns the repeats into cache hits.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="htsat_jax_test_xla_cache_")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import pytest  # noqa: E402
 
@@ -24,3 +31,13 @@ def require(path: pathlib.Path) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> pathlib.Path:
     return require(FIXTURES)
+
+
+@pytest.fixture(scope="session")
+def synthetic_tiny_dir(tmp_path_factory) -> str:
+    """TFDS data_dir holding synthetic_events/tiny (16 / 8 / 8 scenes of 10 s)."""
+    from tfds_builders.synthetic_events import SyntheticEvents
+
+    data_dir = str(tmp_path_factory.mktemp("tfds_synthetic_tiny"))
+    SyntheticEvents(config="tiny", data_dir=data_dir).download_and_prepare()
+    return data_dir

@@ -21,12 +21,8 @@ SYN_KW = dict(builder_config="tiny")  # 16 train / 8 validation / 8 test scenes
 
 
 @pytest.fixture(scope="session")
-def synthetic_dir(tmp_path_factory):
-    from tfds_builders.synthetic_events import SyntheticEvents
-
-    data_dir = str(tmp_path_factory.mktemp("tfds_pipeline_synthetic"))
-    SyntheticEvents(config="tiny", data_dir=data_dir).download_and_prepare()
-    return data_dir
+def synthetic_dir(synthetic_tiny_dir):
+    return synthetic_tiny_dir
 
 
 @pytest.fixture(scope="session")

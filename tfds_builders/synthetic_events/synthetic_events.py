@@ -57,6 +57,8 @@ class SyntheticEvents(tfds.core.GeneratorBasedBuilder):
         SyntheticEventsConfig(name="default", description="1200/200/200 scenes, 10 s @ 32 kHz."),
         SyntheticEventsConfig(name="tiny", num_train=16, num_validation=8, num_test=8,
                               description="16/8/8 scenes, 10 s @ 32 kHz, for tests."),
+        SyntheticEventsConfig(name="demo", num_train=480, num_validation=64, num_test=64,
+                              description="480/64/64 scenes, 10 s @ 32 kHz, for `make demo`."),
     ]
 
     def __init__(self, *, file_format=None, **kwargs):

@@ -1,0 +1,61 @@
+"""PNG figures: a clip's log-mel spectrogram above the frame-wise event map of its top classes."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from htsat_jax import frontend as frontend_lib
+from htsat_jax.events import Event
+
+
+def plot_event_map(path: str, waveform: np.ndarray, frontend: frontend_lib.FrontendConfig,
+                   framewise: np.ndarray, seconds_per_step: float, class_names: Sequence[str], *,
+                   truth: Sequence[Event] = (), detections: Sequence[Event] = (), top_k: int = 5,
+                   title: str = "") -> None:
+    """Write ``path``: log-mel (top), per-class probability rows of the ``top_k`` classes (bottom).
+
+    Args:
+      waveform: ``(samples,)`` float in [-1, 1] at ``frontend.sample_rate``.
+      framewise: ``(steps, classes)`` probabilities; step ``k`` is at ``k * seconds_per_step``.
+      truth / detections: events drawn as outlined (truth) and filled (detected) bars.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import jax.numpy as jnp
+
+    logmel = np.asarray(frontend_lib.log_mel(jnp.asarray(waveform[None], jnp.float32), frontend))[0]
+    seconds = waveform.shape[0] / frontend.sample_rate
+    wanted = {e.label for e in truth} | {e.label for e in detections}
+    order = list(np.argsort(-framewise.max(axis=0)))
+    shown = [c for c in order if class_names[c] in wanted]
+    shown += [c for c in order if c not in shown]
+    shown = sorted(shown[:max(top_k, len(wanted))], key=lambda c: class_names[c])
+
+    fig, (ax_spec, ax_map) = plt.subplots(2, 1, figsize=(10, 2.2 + 0.45 * len(shown)), sharex=True,
+                                          gridspec_kw={"height_ratios": [2, max(1.0, 0.35 * len(shown))]})
+    ax_spec.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma",
+                   extent=(0, seconds, 0, logmel.shape[1]))
+    ax_spec.set_ylabel("mel bin")
+    if title:
+        ax_spec.set_title(title)
+    steps = framewise.shape[0]
+    ax_map.imshow(framewise[:, shown].T, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                  extent=(0, steps * seconds_per_step, -0.5, len(shown) - 0.5), interpolation="nearest")
+    row = {class_names[c]: i for i, c in enumerate(shown)}
+    for e in truth:
+        if e.label in row:
+            ax_map.add_patch(plt.Rectangle((e.onset_s, row[e.label] - 0.45), e.offset_s - e.onset_s, 0.9,
+                                           fill=False, edgecolor="white", linewidth=1.5))
+    for e in detections:
+        if e.label in row:
+            ax_map.plot([e.onset_s, e.offset_s], [row[e.label] - 0.3] * 2, color="red", linewidth=3)
+    ax_map.set_yticks(range(len(shown)), [class_names[c] for c in shown])
+    ax_map.set_xlabel("time (s)   white boxes: true events, red bars: detected events")
+    ax_map.set_xlim(0, seconds)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
