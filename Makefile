@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m htsat_jax.demo --workdir demo_out
+	$(PY) -m htsat_jax.main --config configs/demo.py --workdir demo_out
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests

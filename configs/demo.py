@@ -40,5 +40,9 @@ def get_config(arg: str | None = None):
     c.optim.step_epochs = (100, 200, 300)
     c.event_eval = True
     c.event_thresholds = (0.5,)
+    # Frame maps of a briefly trained model are confident everywhere near an event: gate by the
+    # clip-level tag and pick the frame threshold on the validation scenes.
+    c.event_clip_gate = 0.5
+    c.event_threshold_grid = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
     c.plot_events = 4
     return c

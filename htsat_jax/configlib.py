@@ -112,6 +112,8 @@ def base_config(variant: str = "base") -> ml_collections.ConfigDict:
     c.event_class_names = config_dict.placeholder(tuple)
     c.event_class_groups = config_dict.placeholder(tuple)  # per event class: model class indices
     c.event_thresholds = (0.5,)  # one value for all event classes, or one per class
+    c.event_clip_gate = config_dict.placeholder(float)  # events only for classes whose clip score > gate
+    c.event_threshold_grid = ()  # non-empty: tune one frame threshold on eval_split before the test
     c.eval_max_events = 32
     c.plot_events = 0  # >0: write event-map PNGs for that many test clips
     return c

@@ -301,6 +301,7 @@ class EvalSettings:
     class_names: list[str] | None = None
     event_class_names: list[str] | None = None
     event_thresholds: Any = 0.5
+    event_clip_gate: float | None = None
     seconds_per_step: float | None = None
     clip_seconds: float | None = None
 
@@ -336,11 +337,17 @@ def score(preds: Mapping[str, np.ndarray], settings: EvalSettings) -> dict[str, 
 
 
 def event_scores(preds: Mapping[str, np.ndarray], settings: EvalSettings) -> dict[str, float]:
-    """Intersection-based event F1 (psds_eval definitions, DTC/GTC 0.5, CTTC 0.3) of the frame maps."""
+    """Intersection-based event F1 (psds_eval definitions, DTC/GTC 0.5, CTTC 0.3) of the frame maps.
+
+    With ``settings.event_clip_gate``, a class yields events in a clip only when its clip-level
+    score exceeds the gate (weak predictions gating strong ones, as DCASE SED baselines do).
+    """
     names = settings.event_class_names
     detections, truth, durations = {}, {}, {}
     for i, (frame_map, rows) in enumerate(zip(preds["frames"], preds["events"])):
         clip = f"clip{i:06d}"
+        if settings.event_clip_gate is not None:
+            frame_map = frame_map * (preds["clipwise"][i] > settings.event_clip_gate)[None, :]
         detections[clip] = events_lib.framewise_to_events(
             frame_map, settings.seconds_per_step, names, threshold=settings.event_thresholds,
             max_seconds=settings.clip_seconds)
@@ -351,6 +358,17 @@ def event_scores(preds: Mapping[str, np.ndarray], settings: EvalSettings) -> dic
     out = {"event_f1": float(f1["macro_f1"])}
     out.update({f"event_f1/{k}": float(v) for k, v in f1["f1"].items()})
     return out
+
+
+def tune_event_threshold(preds: Mapping[str, np.ndarray], settings: EvalSettings,
+                         grid: Iterable[float]) -> tuple[float, float]:
+    """The frame threshold (one for all classes) with the best event F1 on ``preds``: (thr, F1)."""
+    best = (float("nan"), -1.0)
+    for thr in grid:
+        f1 = event_scores(preds, dataclasses.replace(settings, event_thresholds=np.float64(thr)))["event_f1"]
+        if f1 > best[1]:
+            best = (float(thr), f1)
+    return best
 
 
 # ============================================================================ preemption
@@ -399,6 +417,7 @@ def eval_settings(config, model_cfg: HTSATConfig, spec: input_pipeline.DatasetSp
     return EvalSettings(
         multi_label=spec.multi_label, class_names=class_names, event_class_names=event_names,
         event_thresholds=np.asarray(config.get("event_thresholds", 0.5), np.float64),
+        event_clip_gate=config.get("event_clip_gate"),
         seconds_per_step=events_lib.step_seconds(model_cfg, spec.clip_samples),
         clip_seconds=spec.clip_seconds)
 
@@ -487,7 +506,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         num_threads=config.get("num_threads", input_pipeline.DEFAULT_NUM_THREADS))
     train_iter = iter(train_ds)
     _, spec = input_pipeline.open_source(**data_kwargs, split=config.eval_split)
-    class_names = dataset_class_names(config)
+    class_names = list(config.class_names) if config.get("class_names") else dataset_class_names(config)
 
     # ---------------------------------------------------------------- model
     model_cfg = model_config(config, spec.num_classes)
@@ -548,10 +567,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         start_step = int(state["step"])
         logger.info("resumed from %s at step %d", os.path.join(workdir, CHECKPOINT_DIR), start_step)
 
+    saved_steps = set(ckpt_mngr.all_steps())
+
     def save(step: int, force: bool = False) -> None:
+        if step in saved_steps:  # e.g. a signal right after a periodic save
+            return
         ckpt_mngr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(train_iter)),
             force=force)
+        saved_steps.add(step)
 
     writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
     stop = StopSignal()
@@ -564,8 +588,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         result = score(preds, settings)
         writer.write(step, {f"eval/{k}": v for k, v in result.items()})
         if config.best_metric in result and step not in best_mngr.all_steps():
+            value = float(result[config.best_metric])
             best_mngr.save(step, args=ocp.args.StandardSave({"params": state["params"], "rest": state["rest"]}),
-                           metrics={config.best_metric: float(result[config.best_metric])})
+                           metrics={config.best_metric: value if np.isfinite(value) else -np.inf})
         return result
 
     # ---------------------------------------------------------------- loop
@@ -574,7 +599,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         from tqdm import tqdm
         progress = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
     log_every = max(1, int(config.log_every_steps))
-    eval_every = int(config.get("eval_every_steps") or steps_per_epoch)
+    eval_every = int(config.get("eval_every_steps")
+                     or max(1, steps_per_epoch // max(1, int(config.get("evals_per_epoch", 1)))))
     ckpt_every = max(1, int(config.checkpoint_every_steps))
     step, stopped = start_step, False
     window_start, window_clips = time.perf_counter(), 0
@@ -664,6 +690,16 @@ def final_test(config, workdir, mesh, graphdef, state, state_sh, best_mngr, sett
                                in_shardings=(state_sh, sharding.batch_sharding(mesh)),
                                out_shardings=sharding.replicated(mesh))
     eval_folds = tuple(config.eval_folds) if config.get("eval_folds") else None
+    tuned = {}
+    if settings.events and config.get("event_threshold_grid"):
+        # Pick the frame threshold on the validation split, then apply it to the test split.
+        valid = collect_predictions(lambda b: predict_valid(state, b),
+                                    make_eval_data(config, config.eval_split, folds=eval_folds), mesh)
+        thr, f1 = tune_event_threshold(valid, settings, config.event_threshold_grid)
+        settings = dataclasses.replace(settings, event_thresholds=np.float64(thr))
+        tuned = {"event_threshold": thr, "event_threshold_tuned_on": config.eval_split,
+                 f"{config.eval_split}_event_f1_at_threshold": f1}
+        logger.info("event threshold %.2f (event F1 %.4f on %s)", thr, f1, config.eval_split)
     test_data = make_eval_data(config, config.test_split, folds=eval_folds)
     preds = collect_predictions(lambda b: predict_test(state, b), test_data, mesh,
                                 progress=f"test {config.test_split}", total=len(test_data))
@@ -675,10 +711,13 @@ def final_test(config, workdir, mesh, graphdef, state, state_sh, best_mngr, sett
         import shutil
         shutil.rmtree(model_dir)  # an earlier (pre-resume) export
     multihost_utils.sync_global_devices("old model export removed")
-    ckpt_lib.save_weights(model_dir, model_cfg, weights, class_names=class_names,
-                          extra={"trained_steps": chosen_step, "dataset": config.dataset})
+    extra = {"trained_steps": chosen_step, "dataset": config.dataset}
+    if settings.events:  # what inference should use to turn frame maps into events
+        extra["event_thresholds"] = np.broadcast_to(settings.event_thresholds, (len(settings.event_class_names),)).tolist()
+        extra["event_clip_gate"] = settings.event_clip_gate
+    ckpt_lib.save_weights(model_dir, model_cfg, weights, class_names=class_names, extra=extra)
     return {"test_split": config.test_split, "weights": which, "weights_step": chosen_step,
-            "test": result, "plots": plots, "model_dir": model_dir}
+            "test": result, **tuned, "plots": plots, "model_dir": model_dir}
 
 
 def write_event_plots(config, workdir, predict, state, test_data, settings, model_cfg) -> list[str]:
@@ -696,7 +735,10 @@ def write_event_plots(config, workdir, predict, state, test_data, settings, mode
             names = settings.event_class_names
             truth = [events_lib.Event(names[int(l)], float(a), float(b), 1.0)
                      for a, b, l in local["events"][i] if l >= 0]
-            found = events_lib.framewise_to_events(out["frames"][i], settings.seconds_per_step, names,
+            gated = out["frames"][i]
+            if settings.event_clip_gate is not None:
+                gated = gated * (out["clipwise"][i] > settings.event_clip_gate)[None, :]
+            found = events_lib.framewise_to_events(gated, settings.seconds_per_step, names,
                                                    threshold=settings.event_thresholds,
                                                    max_seconds=settings.clip_seconds)
             path = os.path.join(workdir, f"event_map_{len(paths)}.png")
