@@ -73,7 +73,8 @@ def base_config(variant: str = "base") -> ml_collections.ConfigDict:
     # ---- model
     c.model = model_config(variant)
     c.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
-    c.init_from = config_dict.placeholder(str)  # model dir or official .ckpt; head replaced if classes differ
+    # Model dir, official HTS-AT .ckpt, or Swin ImageNet .pth; the head is redrawn if classes differ.
+    c.init_from = config_dict.placeholder(str)
 
     # ---- optimisation (official: AdamW, clip 1.0, lr 1e-3 x epoch factors, batch 128)
     c.seed = 970131

@@ -141,6 +141,32 @@ def merge_init_weights(init: Mapping, source_cfg: HTSATConfig, target_cfg: HTSAT
     return _unflatten(out), InitReport(source, taken, fresh)
 
 
+def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -> tuple[dict | None, str | None]:
+    """Weights to start training from (``config.init_from``) and a summary for the log; (None, None) without.
+
+    A Swin ImageNet checkpoint (Microsoft's ``{'model': ...}`` file) initialises the backbone of a
+    fresh model (:mod:`htsat_jax.swin_import`); a model directory or an official HTS-AT ``.ckpt``
+    provides every tensor (the head is redrawn when the class count differs).
+    """
+    path = config.get("init_from")
+    if not path:
+        return None, None
+    from htsat_jax import swin_import
+    if swin_import.is_swin_checkpoint(path):
+        fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed)))))
+        weights, swin_report = swin_import.load_swin_weights(path, model_cfg, fresh)
+        return weights, swin_report.summary()
+    src_cfg, loaded = read_init_weights(path)
+    fresh = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: HTSAT(model_cfg, rngs=nnx.Rngs(0)))))
+    fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fresh)
+    weights, report = merge_init_weights(fresh, src_cfg, model_cfg, loaded, path)
+    if report.reinitialised:
+        # The head keeps a random initialisation: draw it like the rest of the model.
+        rand = nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed))))
+        weights["tscam_conv"] = jax.tree.map(np.asarray, rand["tscam_conv"])
+    return weights, report.summary()
+
+
 def _flatten(tree: Mapping, prefix: tuple = ()) -> dict[tuple, Any]:
     flat = {}
     for k, v in tree.items():
@@ -516,17 +542,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         config.optim, steps_per_epoch=steps_per_epoch,
         num_epochs=max(int(config.num_epochs), math.ceil(total_steps / steps_per_epoch)))
     dtype = compute_dtype(config)
-    init_weights, init_report = None, None
-    if config.get("init_from"):
-        src_cfg, loaded = read_init_weights(config.init_from)
-        fresh = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: HTSAT(model_cfg, rngs=nnx.Rngs(0)))))
-        fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fresh)
-        init_weights, init_report = merge_init_weights(fresh, src_cfg, model_cfg, loaded, config.init_from)
-        if init_report.reinitialised:
-            # The head keeps a random initialisation: draw it like the rest of the model.
-            rand = nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed))))
-            init_weights["tscam_conv"] = jax.tree.map(np.asarray, rand["tscam_conv"])
-        logger.info(init_report.summary())
+    init_weights, init_summary = initial_weights(config, model_cfg)
+    if init_summary:
+        logger.info(init_summary)
     graphdef, state, state_sh = create_train_state(model_cfg, tx, mesh, seed=int(config.seed), dtype=dtype,
                                                    init_weights=init_weights)
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
@@ -659,8 +677,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
                 json.dump(results, f, indent=2)
         logger.info("test (%s weights, step %d): %s", results["weights"], results["weights_step"],
                     _fmt(results["test"]))
-        logger.info("results in %s; model exported to %s", os.path.join(workdir, EVAL_RESULTS_FILE),
-                    results["model_dir"])
+        logger.info("results in %s; model exported to %s%s", os.path.join(workdir, EVAL_RESULTS_FILE),
+                    results["model_dir"], f"; event plots: {', '.join(results['plots'])}" if results["plots"] else "")
     ckpt_mngr.close()
     best_mngr.close()
     writer.close()
