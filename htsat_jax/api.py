@@ -1,11 +1,18 @@
-"""High-level inference API: ``AudioTagger.from_checkpoint(path)(waveform, sample_rate)``."""
+"""High-level inference API.
+
+* ``AudioTagger.from_checkpoint(path)(waveform, sample_rate)``: the official forward (<= 20 s).
+* ``tag_file(path)``, ``events(waveform, sr)``, ``embed(waveform, sr)``, ``analyse(waveform, sr)``:
+  audio of any length and rate, cut into windows and stitched back (``htsat_jax.windowing``).
+"""
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import os
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +21,28 @@ from flax import nnx
 
 from htsat_jax import checkpoint as ckpt_lib
 from htsat_jax import convert
-from htsat_jax.models.htsat import HTSAT
+from htsat_jax import events as events_lib
+from htsat_jax import frontend as frontend_lib
+from htsat_jax import windowing
+from htsat_jax.models.htsat import HTSAT, to_image
 
 OUTPUT_NAMES = ("clipwise_output", "framewise_output", "latent_output")
+AUDIOSET_CLASS_FILE = "audioset_class_labels_indices.csv"
+# ``clip_gate`` / ``thresholds`` default: what the model directory says (see AudioTagger.__init__).
+FROM_MODEL = "model"
+
+
+@functools.lru_cache(maxsize=1)
+def _audioset_class_names() -> tuple[str, ...]:
+    from importlib import resources
+
+    with resources.as_file(resources.files("htsat_jax") / "resources" / AUDIOSET_CLASS_FILE) as path:
+        return tuple(ckpt_lib.read_class_names(str(path)))
+
+
+def audioset_class_names() -> list[str]:
+    """The 527 AudioSet display names in model output order (bundled ``class_labels_indices.csv``)."""
+    return list(_audioset_class_names())
 
 
 class AudioInputError(ValueError):
@@ -78,15 +104,42 @@ class AudioTagger:
     ``target_frames`` STFT frames (10.24 s at the model rate for the paper model) take the official
     ``infer_mode`` path (short inputs are tiled; exactly 10 s equals the official eval forward);
     longer inputs take the official eval path (two or more half-length crops, outputs averaged).
+
+    Audio of any length: :meth:`analyse` (stitched outputs), :meth:`events` (timed events),
+    :meth:`embed` (clip and frame embeddings), :meth:`tag_file` / :meth:`iter_tag_files` (files of
+    any format, rate and channel count). They cut long audio into windows (``htsat_jax.windowing``)
+    and batch windows of many recordings together.
     """
 
-    def __init__(self, model: HTSAT, *, class_names: Sequence[str] | None = None, batch_size: int = 16):
-        if class_names is not None and len(class_names) != model.config.num_classes:
-            raise ValueError(f"{len(class_names)} class names for a {model.config.num_classes}-class model")
+    def __init__(self, model: HTSAT, *, class_names: Sequence[str] | None = None, batch_size: int = 16,
+                 event_thresholds: float | Sequence[float] | None = None, event_clip_gate: float | None = None):
+        """
+        Args:
+          model: the Flax model.
+          class_names: one per output; a 527-class model without names gets the AudioSet list.
+          batch_size: windows per forward pass.
+          event_thresholds: default frame threshold(s) of :meth:`events` (scalar or per class);
+            None = 0.5. ``from_checkpoint`` takes them from the model directory (the trainer writes
+            the thresholds it tuned).
+          event_clip_gate: default gate of :meth:`events`: a class yields events in a window only
+            when the window's clip score exceeds it (None = no gate).
+        """
+        num_classes = model.config.num_classes
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for a {num_classes}-class model")
+        if class_names is None and num_classes == len(_audioset_class_names()):
+            class_names = _audioset_class_names()
+        if event_thresholds is not None:
+            thr = np.asarray(event_thresholds, np.float64)
+            if thr.ndim > 1 or (thr.ndim == 1 and thr.shape[0] != num_classes):
+                raise ValueError(f"event_thresholds: a scalar or {num_classes} values, got shape {thr.shape}")
+            event_thresholds = thr
         self.model = model
         self.config = model.config
         self.class_names = list(class_names) if class_names is not None else None
         self.batch_size = batch_size
+        self.event_thresholds = event_thresholds
+        self.event_clip_gate = event_clip_gate
         self._graphdef, self._state = nnx.split(model)
 
     @classmethod
@@ -101,7 +154,14 @@ class AudioTagger:
         """
         if os.path.isdir(path):
             model, meta = ckpt_lib.load_model(path, **kwargs)
-            return cls(model, class_names=meta.get("class_names"), batch_size=batch_size)
+            thresholds, gate = meta.get("event_thresholds"), meta.get("event_clip_gate")
+            if thresholds is not None and np.ndim(thresholds) == 1 and len(thresholds) != model.config.num_classes:
+                # Event classes that group model classes (DESED from an AudioSet model): not per output.
+                warnings.warn(f"{path}: {len(thresholds)} event_thresholds for {model.config.num_classes} "
+                              "classes (grouped event classes); using 0.5 and no clip gate", stacklevel=2)
+                thresholds, gate = None, None
+            return cls(model, class_names=meta.get("class_names"), batch_size=batch_size,
+                       event_thresholds=thresholds, event_clip_gate=gate)
         if os.path.isfile(path):
             config, weights = convert.load_torch_checkpoint(path, loss_type=loss_type)
             return cls(ckpt_lib.build_model(config, weights, **kwargs), batch_size=batch_size)
@@ -143,7 +203,8 @@ class AudioTagger:
         if x.shape[1] > self.max_samples:
             raise AudioInputError(
                 f"audio is {x.shape[1] / self.sample_rate:.2f} s; the official forward takes at most "
-                f"{self.max_samples / self.sample_rate:.2f} s. Cut it into 10 s windows and tag each."
+                f"{self.max_samples / self.sample_rate:.2f} s. Cut it into 10 s windows and tag each "
+                "(AudioTagger.analyse / .events / .embed / .tag_file do that for audio of any length)."
             )
         infer_mode = fe.num_frames(x.shape[1]) <= self.config.target_frames
         outs = []
@@ -152,8 +213,366 @@ class AudioTagger:
             outs.append(jax.device_get(self._forward(self._state, chunk, infer_mode)))
         return {k: np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES}
 
+    @property
+    def names(self) -> list[str]:
+        """Class names, ``class_<i>`` where the checkpoint has none."""
+        return self.class_names or [f"class_{i}" for i in range(self.config.num_classes)]
+
     def top_tags(self, clipwise: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-``k`` ``(name, score)`` per clip from a ``(batch, classes)`` clipwise output."""
-        names = self.class_names or [f"class_{i}" for i in range(self.config.num_classes)]
+        names = self.names
         order = np.argsort(-clipwise, axis=1)[:, :k]
         return [[(names[i], float(row[i])) for i in idx] for row, idx in zip(clipwise, order)]
+
+    # ------------------------------------------------------------------ audio of any length
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def _forward_windows(self, state, buffers, taps, weights):
+        """Fixed-shape windows (see ``windowing``): buffers ``(B, S)``, taps/weights ``(B, target, 4)``."""
+        model = nnx.merge(self._graphdef, state)
+        logmel = frontend_lib.log_mel(buffers, self.config.frontend)
+        x = model.normalise(logmel, train=False)
+        rows = jnp.arange(x.shape[0])[:, None, None]
+        stretched = jnp.sum(x[rows, taps] * weights[..., None], axis=2)  # (B, target, mels)
+        capture = {}
+        out = model.forward_image(to_image(stretched, self.config.freq_ratio), capture=capture)
+        out["frame_features"] = jnp.mean(capture["tscam_conv_in"], axis=1)  # (B, steps, C)
+        return out
+
+    def _batch_shape(self, n: int) -> int:
+        """Pad a batch of ``n`` windows to 1, 4, 16, ... (<= batch_size): few programs, little waste."""
+        size = 1
+        while size < min(n, self.batch_size):
+            size *= 4
+        return min(size, max(self.batch_size, 1))
+
+    def _run_windows(self, items: list[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+        target = self.config.target_frames
+        size = self._batch_shape(len(items))
+        buffers = np.zeros((size, items[0][0].shape[0]), np.float32)
+        taps = np.zeros((size, target, windowing.NUM_TAPS), np.int32)
+        weights = np.zeros((size, target, windowing.NUM_TAPS), np.float32)
+        for j, (buf, frames) in enumerate(items):
+            buffers[j] = buf
+            taps[j], weights[j] = windowing.stretch_taps(frames, target)
+        out = jax.device_get(self._forward_windows(self._state, jnp.asarray(buffers), jnp.asarray(taps),
+                                                   jnp.asarray(weights)))
+        return {k: np.asarray(v[:len(items)]) for k, v in out.items()}
+
+    def _clip_probabilities(self, clipwise: np.ndarray) -> np.ndarray:
+        """Window clip outputs as probabilities: sigmoid already (clip_bce), softmax of logits (clip_ce)."""
+        if self.config.loss_type == "clip_ce":
+            z = clipwise - clipwise.max(axis=-1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=-1, keepdims=True)
+        return clipwise
+
+    def analyse_many(self, recordings: Iterable[tuple[Any, np.ndarray]], *, window_s: float = 10.0,
+                     hop_s: float = 5.0, clip_gate: float | None | str = FROM_MODEL, clip_pool: str = "max",
+                     frame_features: bool = False) -> Iterator[tuple[Any, "Analysis"]]:
+        """Windows of many recordings through the model together; yields ``(key, Analysis)`` in order.
+
+        Args:
+          recordings: ``(key, waveform)`` with a mono float32 ``(samples,)`` waveform already at
+            :attr:`sample_rate` (longer than ``n_fft // 2`` samples). Consumed lazily: a
+            recording's analysis is yielded as soon as its last window has run.
+          window_s / hop_s: window length and hop (see ``htsat_jax.windowing``).
+          clip_gate: frame maps of a window are zeroed for classes whose window clip output is
+            not above the gate before stitching; "model" = the model directory's value.
+          clip_pool: recording clip scores = "max" (default) or "mean" over windows.
+          frame_features: also keep the token-semantic head input of every window (:meth:`embed`).
+        """
+        if clip_pool not in windowing.CLIP_POOLS:
+            raise ValueError(f"clip_pool must be one of {windowing.CLIP_POOLS}, got {clip_pool!r}")
+        spec = windowing.WindowSpec.from_seconds(self.config, window_s, hop_s)
+        gate = self.event_clip_gate if isinstance(clip_gate, str) and clip_gate == FROM_MODEL else clip_gate
+        open_recs: collections.deque[_Accumulator] = collections.deque()
+        pending: list[tuple[_Accumulator, int, np.ndarray, int]] = []
+
+        def run_pending():
+            if pending:
+                out = self._run_windows([(buf, frames) for _, _, buf, frames in pending])
+                for j, (acc, i, _, frames) in enumerate(pending):
+                    acc.add(i, frames, {k: v[j] for k, v in out.items()})
+                pending.clear()
+            while open_recs and open_recs[0].complete:
+                acc = open_recs.popleft()
+                yield acc.key, acc.finish(self._clip_probabilities, clip_pool)
+
+        for key, wave in recordings:
+            wave = np.asarray(wave, np.float32)
+            if wave.ndim != 1:
+                raise AudioInputError(f"{key}: expected a mono (samples,) waveform, got shape {wave.shape}")
+            starts = spec.starts(wave.shape[0])
+            acc = _Accumulator(key, wave.shape[0], starts, spec, gate, frame_features, self.config)
+            open_recs.append(acc)
+            for i, start in enumerate(starts):
+                segment = wave[start:start + spec.window]
+                pending.append((acc, i, spec.buffer(segment), spec.num_frames(segment.shape[0])))
+                if len(pending) >= self.batch_size:
+                    yield from run_pending()
+            if not starts:  # pragma: no cover - starts() always returns at least one window
+                yield from run_pending()
+        yield from run_pending()
+
+    def _one_recording(self, waveform: Any, sample_rate: int) -> np.ndarray:
+        """Validate, resample to the model rate, check the length: mono ``(samples,)``."""
+        x = validate_waveform(waveform, sample_rate)
+        if x.shape[0] != 1:
+            raise AudioInputError(f"pass one recording as (samples,), got {x.shape[0]} rows; for a "
+                                  "multichannel recording mix it first (waveform.mean(axis=channel_axis))")
+        x = resample(x, int(sample_rate), self.sample_rate)[0]
+        pad = self.config.frontend.n_fft // 2
+        if x.shape[0] <= pad:
+            raise AudioInputError(f"audio is {x.shape[0] / self.sample_rate * 1000:.1f} ms long; the frontend "
+                                  f"needs more than {pad / self.sample_rate * 1000:.0f} ms")
+        return x
+
+    def analyse(self, waveform: Any, sample_rate: int, **kwargs) -> "Analysis":
+        """One recording of any length and rate -> :class:`Analysis` (kwargs of :meth:`analyse_many`)."""
+        x = self._one_recording(waveform, sample_rate)
+        return next(iter(self.analyse_many([(None, x)], **kwargs)))[1]
+
+    def _thresholds(self, thresholds: Any) -> np.ndarray | float:
+        if thresholds is None or (isinstance(thresholds, str) and thresholds == FROM_MODEL):
+            return self.event_thresholds if self.event_thresholds is not None else 0.5
+        thr = np.asarray(thresholds, np.float64)
+        if thr.ndim > 1 or (thr.ndim == 1 and thr.shape[0] != self.config.num_classes):
+            raise ValueError(f"thresholds: a scalar or {self.config.num_classes} values, got shape {thr.shape}")
+        return thr
+
+    def detect(self, analysis: "Analysis", *, thresholds: Any = None,
+               median_filter_s: float = events_lib.DEFAULT_MEDIAN_FILTER_S) -> list[events_lib.Event]:
+        """Events of an :class:`Analysis` (its stitched frame map, median-filtered, thresholded)."""
+        return events_lib.detect_events(analysis.framewise, analysis.seconds_per_frame, self.names,
+                                        threshold=self._thresholds(thresholds), median_filter_s=median_filter_s,
+                                        max_seconds=analysis.duration_s)
+
+    def events(self, waveform: Any, sample_rate: int, *, thresholds: Any = None,
+               median_filter_s: float = events_lib.DEFAULT_MEDIAN_FILTER_S,
+               clip_gate: float | None | str = FROM_MODEL, window_s: float = 10.0,
+               hop_s: float = 5.0) -> list[events_lib.Event]:
+        """Timed events ``(label, onset_s, offset_s, score)`` in a recording of any length.
+
+        Args:
+          waveform: float ``(samples,)`` in [-1, 1], any length (windowed, see ``windowing``).
+          sample_rate: its rate; resampled to the model's.
+          thresholds: frame threshold, scalar or per class; None = the model directory's
+            ``event_thresholds`` (tuned by the trainer), else 0.5.
+          median_filter_s: median filter along time before thresholding (0 = off).
+          clip_gate: see :meth:`analyse_many`; "model" = the model directory's.
+        """
+        analysis = self.analyse(waveform, sample_rate, window_s=window_s, hop_s=hop_s, clip_gate=clip_gate)
+        return self.detect(analysis, thresholds=thresholds, median_filter_s=median_filter_s)
+
+    def embed(self, waveform: Any, sample_rate: int, *, window_s: float = 10.0,
+              hop_s: float = 5.0) -> dict[str, np.ndarray]:
+        """Clip and frame embeddings of a recording of any length.
+
+        Returns:
+          ``clip (D,)``: ``latent_output`` (mean of the final tokens) averaged over windows.
+          ``frames (N, D)``: the token-semantic head input (``tscam_conv`` input, averaged over its
+          frequency rows), ``head_time_steps`` (32) rows per window, windows in order.
+          ``frame_times (N, 2)``: start/end seconds of each row in the recording. A window row
+          ``i`` covers the window's stretched frames ``[i, i + 1) * target_frames / 32``; for a
+          recording shorter than the window the model sees it tiled R times and rows run over
+          the tiled input (times up to R x its duration).
+          ``windows (W, D)``: ``latent_output`` of each window; ``window_starts_s (W,)``.
+        """
+        a = self.analyse(waveform, sample_rate, window_s=window_s, hop_s=hop_s, clip_gate=None,
+                         frame_features=True)
+        return {"clip": a.latent, "frames": a.frame_features, "frame_times": a.frame_times,
+                "windows": a.latent_windows, "window_starts_s": a.window_starts_s}
+
+    # ------------------------------------------------------------------ files
+
+    def iter_tag_files(self, paths: Iterable[str], *, top_k: int = 5, window_s: float = 10.0, hop_s: float = 5.0,
+                       thresholds: Any = None, median_filter_s: float = events_lib.DEFAULT_MEDIAN_FILTER_S,
+                       clip_gate: float | None | str = FROM_MODEL, clip_pool: str = "max",
+                       keep_waveform: bool = False) -> Iterator["FileResult"]:
+        """Tag audio files, many windows per forward pass. Yields one :class:`FileResult` per path:
+        unreadable files as soon as they fail (``error`` set), the others in order when done."""
+        from tfds_builders import audio_io
+
+        self._thresholds(thresholds)  # fail early on a bad threshold
+        windowing.WindowSpec.from_seconds(self.config, window_s, hop_s)
+        failed: list[FileResult] = []
+        decoded: dict[int, Any] = {}
+
+        def readable():
+            for i, path in enumerate(paths):
+                try:
+                    audio = audio_io.load_mono(path, self.sample_rate)
+                    pad = self.config.frontend.n_fft // 2
+                    if audio.waveform.shape[0] <= pad:
+                        raise AudioInputError(f"too short: {audio.source_duration_s * 1000:.1f} ms; the model "
+                                              f"needs more than {pad / self.sample_rate * 1000:.0f} ms")
+                except (audio_io.AudioDecodeError, AudioInputError, OSError, ValueError) as e:
+                    reason = e.reason if isinstance(e, audio_io.AudioDecodeError) else str(e)
+                    failed.append(FileResult(i, os.fspath(path), None, f"{type(e).__name__}: {reason}"))
+                    continue
+                decoded[i] = (os.fspath(path), audio)
+                yield i, audio.waveform
+
+        for i, analysis in self.analyse_many(readable(), window_s=window_s, hop_s=hop_s, clip_gate=clip_gate,
+                                             clip_pool=clip_pool):
+            while failed:
+                yield failed.pop(0)
+            path, audio = decoded.pop(i)
+            result = self._file_record(path, audio, analysis, top_k=top_k, thresholds=thresholds,
+                                       median_filter_s=median_filter_s, clip_pool=clip_pool)
+            yield FileResult(i, path, result, None, analysis, audio.waveform if keep_waveform else None)
+        while failed:
+            yield failed.pop(0)
+
+    def tag_file(self, path: str, *, top_k: int = 5, **kwargs) -> dict[str, Any]:
+        """Tags and events of one audio file (any format soundfile/librosa reads, any rate, any channels).
+
+        Returns:
+          a JSON-ready dict: ``file``, ``duration_s``, ``source_sample_rate``, ``source_channels``,
+          ``notes`` (resampling / channel mixing / windowing done), ``windows``, ``tags``
+          (top ``top_k`` ``{label, index, score}``) and ``events`` (``{label, onset_s, offset_s,
+          score}``). kwargs: those of :meth:`iter_tag_files`.
+
+        Raises:
+          AudioInputError: the file cannot be read or is too short.
+        """
+        result = next(iter(self.iter_tag_files([path], top_k=top_k, **kwargs)))
+        if result.error:
+            raise AudioInputError(result.error)
+        return result.record
+
+    def _file_record(self, path, audio, analysis: "Analysis", *, top_k, thresholds, median_filter_s,
+                     clip_pool) -> dict[str, Any]:
+        notes = []
+        if audio.source_rate != self.sample_rate:
+            notes.append(f"resampled {audio.source_rate} Hz -> {self.sample_rate} Hz")
+        if audio.source_channels > 1:
+            notes.append(f"mixed {audio.source_channels} channels to mono (mean)")
+        spec = analysis.spec
+        if analysis.tiled > 1:
+            notes.append(f"shorter than the {spec.window / spec.sample_rate:g} s window: log-mel tiled "
+                         f"{analysis.tiled}x as the official inference does")
+        if len(analysis.window_starts) > 1:
+            notes.append(f"{len(analysis.window_starts)} windows of {spec.window / spec.sample_rate:g} s, hop "
+                         f"{spec.hop / spec.sample_rate:g} s; clip scores = {clip_pool} over windows, frame "
+                         "maps averaged where windows overlap")
+        names = self.names
+        order = np.argsort(-analysis.clip_scores)[:top_k]
+        found = self.detect(analysis, thresholds=thresholds, median_filter_s=median_filter_s)
+        return {
+            "file": path,
+            "duration_s": round(audio.source_duration_s, 4),
+            "source_sample_rate": int(audio.source_rate),
+            "source_channels": int(audio.source_channels),
+            "notes": notes,
+            "windows": {"count": len(analysis.window_starts), "starts_s": [round(s, 4) for s in analysis.window_starts_s],
+                        "tiled": analysis.tiled},
+            "tags": [{"label": names[c], "index": int(c), "score": round(float(analysis.clip_scores[c]), 6)}
+                     for c in order],
+            "events": [{"label": e.label, "onset_s": e.onset_s, "offset_s": e.offset_s, "score": round(e.score, 6)}
+                       for e in found],
+        }
+
+
+@dataclasses.dataclass
+class Analysis:
+    """Model outputs of one recording, windows stitched (see ``htsat_jax.windowing``).
+
+    Attributes:
+      num_samples: length at the model rate.
+      spec: the windowing used.
+      window_starts: start sample of each window.
+      tiled: R, how many times a recording shorter than the window was tiled (1 otherwise).
+      clipwise_windows: ``(W, classes)`` raw ``clipwise_output`` of each window.
+      clip_scores: ``(classes,)`` probabilities pooled over windows (max or mean); for a clip_ce
+        model, softmax of each window's logits.
+      framewise: ``(1 + num_samples // hop_length, classes)`` stitched frame map (clip-gated if
+        a gate was used); frame ``g`` at ``g * seconds_per_frame`` seconds.
+      latent: ``(D,)`` mean of the windows' ``latent_output``; latent_windows ``(W, D)``.
+      frame_features / frame_times: see :meth:`AudioTagger.embed` (None unless asked for).
+    """
+
+    num_samples: int
+    spec: windowing.WindowSpec
+    window_starts: list[int]
+    tiled: int
+    clipwise_windows: np.ndarray
+    clip_scores: np.ndarray
+    framewise: np.ndarray
+    latent: np.ndarray
+    latent_windows: np.ndarray
+    frame_features: np.ndarray | None = None
+    frame_times: np.ndarray | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.spec.sample_rate
+
+    @property
+    def seconds_per_frame(self) -> float:
+        return self.spec.seconds_per_frame
+
+    @property
+    def window_starts_s(self) -> np.ndarray:
+        return np.asarray(self.window_starts, np.float64) / self.spec.sample_rate
+
+
+@dataclasses.dataclass
+class FileResult:
+    """One file of :meth:`AudioTagger.iter_tag_files`: ``record`` (JSON-ready) or ``error``."""
+
+    index: int
+    path: str
+    record: dict[str, Any] | None
+    error: str | None
+    analysis: Analysis | None = None
+    waveform: np.ndarray | None = None  # mono at the model rate, when keep_waveform
+
+
+class _Accumulator:
+    """Collects a recording's window outputs as batches come back."""
+
+    def __init__(self, key, num_samples: int, starts: list[int], spec: windowing.WindowSpec,
+                 gate: float | None, keep_features: bool, config):
+        self.key, self.num_samples, self.starts, self.spec = key, num_samples, starts, spec
+        self.gate, self.keep_features, self.config = gate, keep_features, config
+        self.stitcher = windowing.Stitcher(spec.num_frames(num_samples), config.num_classes)
+        self.clip = [None] * len(starts)
+        self.latent = [None] * len(starts)
+        self.features = [None] * len(starts)
+        self.frames = spec.num_frames(min(num_samples, spec.window))
+        self.done = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.done == len(self.starts)
+
+    def add(self, i: int, frames: int, out: dict[str, np.ndarray]) -> None:
+        local = windowing.window_frames(out["framewise_output"], frames)
+        if self.gate is not None:
+            local = local * (out["clipwise_output"] > self.gate)[None, :]
+        self.stitcher.add(self.starts[i] // self.spec.hop_length, local)
+        self.clip[i], self.latent[i] = out["clipwise_output"], out["latent_output"]
+        if self.keep_features:
+            self.features[i] = out["frame_features"]
+        self.done += 1
+
+    def finish(self, probabilities, clip_pool: str) -> Analysis:
+        clip = np.stack(self.clip)
+        latent = np.stack(self.latent)
+        features = times = None
+        if self.keep_features:
+            features = np.concatenate(self.features)
+            steps = self.features[0].shape[0]
+            local = windowing.step_intervals(self.frames, self.config.target_frames, steps) * self.spec.seconds_per_frame
+            times = np.concatenate([local + s / self.spec.sample_rate for s in self.starts])
+        return Analysis(
+            num_samples=self.num_samples, spec=self.spec, window_starts=list(self.starts),
+            tiled=self.config.target_frames // self.frames, clipwise_windows=clip,
+            clip_scores=windowing.pool_clip(probabilities(clip), clip_pool), framewise=self.stitcher.result(),
+            latent=latent.mean(axis=0), latent_windows=latent, frame_features=features, frame_times=times)

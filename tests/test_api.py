@@ -69,3 +69,35 @@ def test_batching_does_not_change_results(tagger):
 def test_top_tags(tagger):
     clip = np.array([[0.1, 0.9, 0.5] + [0.0] * 7])
     assert tagger.top_tags(clip, k=2) == [[("class_1", 0.9), ("class_2", 0.5)]]
+
+
+def test_analyse_of_ten_seconds_equals_the_official_forward(tagger):
+    from htsat_jax import windowing
+
+    x = inputs()["waveform_32k"][1]
+    ref = tagger(x, 32000)
+    a = tagger.analyse(x, 32000)
+    assert a.window_starts == [0] and a.tiled == 1
+    np.testing.assert_allclose(a.clipwise_windows[0], ref["clipwise_output"][0], atol=2e-6)
+    np.testing.assert_allclose(a.latent, ref["latent_output"][0], atol=2e-6)
+    np.testing.assert_allclose(a.framewise, windowing.window_frames(ref["framewise_output"][0], 1001), atol=2e-6)
+    assert a.framewise.shape == (1001, 10) and a.seconds_per_frame == 0.01
+
+
+def test_events_and_embeddings_of_a_long_recording(tagger):
+    x = np.concatenate([inputs()["waveform_32k"][0], inputs()["waveform_32k"][1][:160000]])  # 15 s
+    everything = tagger.events(x, 32000, thresholds=0.0, median_filter_s=0)
+    assert sorted(e.label for e in everything) == [f"class_{i}" for i in range(10)]
+    assert all(e.onset_s == 0.0 and e.offset_s == 15.0 for e in everything)
+    assert tagger.events(x, 32000, thresholds=np.full(10, 1.0)) == []
+    emb = tagger.embed(x, 32000)
+    assert emb["clip"].shape == (tagger.config.num_features,)
+    np.testing.assert_allclose(emb["window_starts_s"], [0.0, 5.0])
+    steps = tagger.config.head_time_steps
+    assert emb["frames"].shape == (2 * steps, emb["frames"].shape[1]) and emb["windows"].shape[0] == 2
+    np.testing.assert_allclose(emb["frame_times"][[0, steps - 1, steps]],
+                               [[0, 10 / steps], [10 - 10 / steps, 10.0], [5.0, 5 + 10 / steps]], atol=0.02)
+    with pytest.raises(ValueError, match="thresholds"):
+        tagger.events(x, 32000, thresholds=[0.5, 0.5])
+    with pytest.raises(AudioInputError, match="one recording"):
+        tagger.events(np.stack([x, x]), 32000)

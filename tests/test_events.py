@@ -27,3 +27,24 @@ def test_runs_become_events_with_onsets_offsets_and_scores():
     assert events[1].score == pytest.approx(0.9)
     low = framewise_to_events(frames, step, ["a", "b", "c"], threshold=0.3)
     assert [(e.label, e.onset_s) for e in low if e.label == "b"] == [("b", round(200 * step, 4))]
+
+
+def test_median_filter_size_in_frames_is_odd():
+    from htsat_jax.events import median_filter_size
+
+    assert median_filter_size(0.5, 0.01) == 51 and median_filter_size(0.3, 0.01) == 31
+    assert median_filter_size(0.04, 0.01) == 5 and median_filter_size(0, 0.01) == 1
+
+
+def test_median_filter_removes_a_one_block_blip_and_fills_a_one_block_gap():
+    from htsat_jax.events import detect_events
+
+    frames = np.zeros((1001, 2))
+    frames[500:531, 0] = 0.9     # a lone 31-frame (one HTS-AT block) blip
+    frames[100:400, 1] = 0.9     # an event with a one-block gap
+    frames[240:271, 1] = 0.1
+    raw = detect_events(frames, 0.01, ["a", "b"], median_filter_s=0)
+    assert [(e.label, e.onset_s, e.offset_s) for e in raw] == [
+        ("b", 1.0, 2.4), ("b", 2.71, 4.0), ("a", 5.0, 5.31)]
+    smooth = detect_events(frames, 0.01, ["a", "b"], median_filter_s=0.7)
+    assert [(e.label, e.onset_s, e.offset_s) for e in smooth] == [("b", 1.0, 4.0)]
