@@ -54,7 +54,9 @@ def plot_event_map(path: str, waveform: np.ndarray, frontend: frontend_lib.Front
         if e.label in row:
             ax_map.plot([e.onset_s, e.offset_s], [row[e.label] - 0.3] * 2, color="red", linewidth=3)
     ax_map.set_yticks(range(len(shown)), [class_names[c] for c in shown])
-    ax_map.set_xlabel("time (s)   white boxes: true events, red bars: detected events")
+    legend = ", ".join(part for part, shown_part in (("white boxes: true events", truth),
+                                                     ("red bars: detected events", detections)) if shown_part)
+    ax_map.set_xlabel("time (s)" + (f"   {legend}" if legend else ""))
     ax_map.set_xlim(0, seconds)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
