@@ -22,6 +22,7 @@ import os
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from flax import traverse_util
 
 from htsat_jax import checkpoint as ckpt_lib
 from htsat_jax.models.htsat import HTSATConfig
@@ -250,7 +251,7 @@ class WeightAverager:
 
     def add(self, weights: Mapping, name: str | None = None) -> None:
         name = name or f"input {self.count + 1}"
-        flat = _flatten(ckpt_lib._normalise_keys(dict(weights)))
+        flat = traverse_util.flatten_dict(ckpt_lib._normalise_keys(dict(weights)))
         if self._sum is None:
             self._sum = {k: np.asarray(v, np.float64).copy() for k, v in flat.items()}
             self._dtypes = {k: np.asarray(v).dtype for k, v in flat.items()}
@@ -285,7 +286,7 @@ class WeightAverager:
                 out[k] = self._first[k].copy()
             else:
                 out[k] = (total / self.count).astype(dtype or self._dtypes[k])
-        return _unflatten(out)
+        return traverse_util.unflatten_dict(out)
 
 
 def average_weights(weights: Iterable[Mapping], *, names: Sequence[str] | None = None,
@@ -299,26 +300,6 @@ def average_weights(weights: Iterable[Mapping], *, names: Sequence[str] | None =
     for i, w in enumerate(weights):
         avg.add(w, names[i] if names is not None else None)
     return avg.result(dtype)
-
-
-def _flatten(tree: Mapping, prefix: tuple = ()) -> dict[tuple, Any]:
-    flat = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            flat.update(_flatten(v, prefix + (k,)))
-        else:
-            flat[prefix + (k,)] = v
-    return flat
-
-
-def _unflatten(flat: Mapping[tuple, Any]) -> dict:
-    tree: dict = {}
-    for key, value in flat.items():
-        node = tree
-        for k in key[:-1]:
-            node = node.setdefault(k, {})
-        node[key[-1]] = value
-    return tree
 
 
 def _key(k: tuple) -> str:

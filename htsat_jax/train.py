@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax import nnx
+from flax import nnx, traverse_util
 from jax.experimental import multihost_utils
 
 from htsat_jax import checkpoint as ckpt_lib
@@ -123,8 +123,8 @@ def merge_init_weights(init: Mapping, source_cfg: HTSATConfig, target_cfg: HTSAT
     if diffs:
         raise ValueError(f"config.init_from={source} does not match config.model: " + "; ".join(diffs))
     replace_head = source_cfg.num_classes != target_cfg.num_classes
-    flat_init = _flatten(init)
-    flat_loaded = _flatten(ckpt_lib._normalise_keys(dict(loaded)))
+    flat_init = traverse_util.flatten_dict(init)
+    flat_loaded = traverse_util.flatten_dict(ckpt_lib._normalise_keys(dict(loaded)))
     out, taken, fresh = {}, [], []
     for key, value in flat_init.items():
         if replace_head and key[0] == "tscam_conv":
@@ -138,7 +138,7 @@ def merge_init_weights(init: Mapping, source_cfg: HTSATConfig, target_cfg: HTSAT
                              f"{got.shape}, the model expects {tuple(value.shape)}")
         out[key] = got.astype(value.dtype)
         taken.append("/".join(map(str, key)))
-    return _unflatten(out), InitReport(source, taken, fresh)
+    return traverse_util.unflatten_dict(out), InitReport(source, taken, fresh)
 
 
 def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -> tuple[dict | None, str | None]:
@@ -167,24 +167,6 @@ def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -
     return weights, report.summary()
 
 
-def _flatten(tree: Mapping, prefix: tuple = ()) -> dict[tuple, Any]:
-    flat = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            flat.update(_flatten(v, prefix + (k,)))
-        else:
-            flat[prefix + (k,)] = v
-    return flat
-
-
-def _unflatten(flat: Mapping[tuple, Any]) -> dict:
-    tree: dict = {}
-    for key, value in flat.items():
-        node = tree
-        for k in key[:-1]:
-            node = node.setdefault(k, {})
-        node[key[-1]] = value
-    return tree
 
 
 # ============================================================================ train state

@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+from flax import traverse_util
 import optax
 import orbax.checkpoint as ocp
 import pytest
@@ -58,8 +59,8 @@ def test_average_of_two_model_dirs_is_the_elementwise_mean(two_dirs, tmp_path):
     assert meta["class_names"] == [f"c{i}" for i in range(5)]
     assert meta["averaged_from"] == [os.path.abspath(d) for d in two_dirs]
     a, b = (ckpt_lib.load_weights(d)[1] for d in two_dirs)
-    flat_a, flat_b = averaging._flatten(a), averaging._flatten(b)
-    flat_got = averaging._flatten(ckpt_lib._normalise_keys(got))
+    flat_a, flat_b = traverse_util.flatten_dict(a), traverse_util.flatten_dict(b)
+    flat_got = traverse_util.flatten_dict(ckpt_lib._normalise_keys(got))
     assert set(flat_got) == set(flat_a)
     for k, v in flat_got.items():
         mean = ((np.asarray(flat_a[k], np.float64) + np.asarray(flat_b[k], np.float64)) / 2).astype(np.float32)
@@ -74,8 +75,8 @@ def test_average_of_two_model_dirs_is_the_elementwise_mean(two_dirs, tmp_path):
 def test_averaging_a_model_with_itself_is_identity(two_dirs):
     w = pure(random_model(CFG, 3))
     avg = averaging.average_weights([w, w, w])
-    for (k, x), (_, y) in zip(sorted(averaging._flatten(w).items(), key=str),
-                              sorted(averaging._flatten(avg).items(), key=str)):
+    for (k, x), (_, y) in zip(sorted(traverse_util.flatten_dict(w).items(), key=str),
+                              sorted(traverse_util.flatten_dict(avg).items(), key=str)):
         assert y.dtype == x.dtype
         np.testing.assert_array_equal(x, y, err_msg=str(k))
     loaded = averaging.weights_from_source(two_dirs[0])
@@ -143,8 +144,8 @@ def test_workdir_best_steps_and_top_k(tmp_path):
     assert [os.path.basename(n) for n, *_ in all_steps] == ["10", "20", "30"]
     for (_, config, weights, names), step in zip(all_steps, (10, 20, 30)):
         assert config == CFG and names == list("abcde")
-        for k, v in averaging._flatten(pure(models[step])).items():
-            np.testing.assert_array_equal(averaging._flatten(weights)[k], v)
+        for k, v in traverse_util.flatten_dict(pure(models[step])).items():
+            np.testing.assert_array_equal(traverse_util.flatten_dict(weights)[k], v)
 
     out = str(tmp_path / "avg")
     assert load_tool("average_checkpoints").main([out, str(workdir), "--top", "2"]) == 0

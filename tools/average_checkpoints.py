@@ -21,6 +21,8 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from flax import traverse_util
+
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:  # run as a script: tools/ is on sys.path, the repo root is not
     sys.path.insert(0, str(_REPO_ROOT))
@@ -73,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in members:
         if m.metrics:
             print(f"  {m.name}  " + ", ".join(f"{k}={v:.4f}" for k, v in m.metrics.items()))
-    num_tensors = len(averaging._flatten(weights))
-    num_values = sum(int(v.size) for v in averaging._flatten(weights).values())
+    num_tensors = len(traverse_util.flatten_dict(weights))
+    num_values = sum(int(v.size) for v in traverse_util.flatten_dict(weights).values())
     print(f"averaged {len(members)} checkpoints from {len(args.inputs)} input(s) into {out} "
           f"({num_tensors} tensors, {num_values / 1e6:.2f} M values)")
     return 0
