@@ -106,7 +106,7 @@ def weights_from_source(path: str, top: int | None = None) -> list[Source]:
 
 def _numpy_tree(weights: Mapping) -> dict:
     import jax
-    return jax.tree.map(np.asarray, ckpt_lib._normalise_keys(dict(weights)))
+    return jax.tree.map(np.asarray, ckpt_lib.normalise_keys(dict(weights)))
 
 
 def _load_model_dir(path: str):
@@ -251,7 +251,7 @@ class WeightAverager:
 
     def add(self, weights: Mapping, name: str | None = None) -> None:
         name = name or f"input {self.count + 1}"
-        flat = traverse_util.flatten_dict(ckpt_lib._normalise_keys(dict(weights)))
+        flat = traverse_util.flatten_dict(ckpt_lib.normalise_keys(dict(weights)))
         if self._sum is None:
             self._sum = {k: np.asarray(v, np.float64).copy() for k, v in flat.items()}
             self._dtypes = {k: np.asarray(v).dtype for k, v in flat.items()}

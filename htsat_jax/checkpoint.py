@@ -58,7 +58,7 @@ def build_model(config: HTSATConfig, weights: Mapping | None = None, *, seed: in
     if weights is not None:
         state = nnx.state(model)
         expected = nnx.to_pure_dict(state)
-        weights = _normalise_keys(weights)
+        weights = normalise_keys(weights)
         _check_same_tree(expected, weights)
         cast = jax.tree.map(lambda ref, w: jnp.asarray(w, dtype=ref.dtype), expected, weights)
         nnx.replace_by_pure_dict(state, cast)
@@ -66,10 +66,10 @@ def build_model(config: HTSATConfig, weights: Mapping | None = None, *, seed: in
     return model
 
 
-def _normalise_keys(tree: Any) -> Any:
+def normalise_keys(tree: Any) -> Any:
     """orbax/JSON may turn integer list indices into strings; map them back."""
     if isinstance(tree, Mapping):
-        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _normalise_keys(v) for k, v in tree.items()}
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): normalise_keys(v) for k, v in tree.items()}
     return tree
 
 
@@ -111,7 +111,7 @@ def save_weights(directory: str, config: HTSATConfig, weights: Mapping, *,
         raise CheckpointDirError(f"{len(class_names)} class names for {config.num_classes} classes")
     os.makedirs(directory, exist_ok=True)
     tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x),
-                        _normalise_keys(dict(weights)))
+                        normalise_keys(dict(weights)))
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, WEIGHTS_DIR), tree)
         ckptr.wait_until_finished()

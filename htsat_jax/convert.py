@@ -450,7 +450,14 @@ def load_torch_checkpoint(path: str, *, loss_type: str | None = None,
       ``(config, weights)`` where ``weights`` is a nested dict of numpy arrays matching
       ``nnx.to_pure_dict(nnx.state(HTSAT(config)))``; plus the report when asked.
     """
-    obj = read_torch_file(path, unsafe=unsafe)
+    return convert_torch_object(read_torch_file(path, unsafe=unsafe), path, loss_type=loss_type,
+                                frontend=frontend, dtype=dtype, return_report=return_report)
+
+
+def convert_torch_object(obj: Any, path: str, *, loss_type: str | None = None,
+                         frontend: frontend_lib.FrontendConfig | None = None, dtype: Any = np.float32,
+                         return_report: bool = False):
+    """:func:`load_torch_checkpoint` for a file already read with :func:`read_torch_file`."""
     sd, container = extract_state_dict(obj, path)
     config, inferred = infer_config(sd, path, loss_type=loss_type, frontend=frontend)
     report = ConversionReport(source=path, container=container, inferred=inferred)

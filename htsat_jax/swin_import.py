@@ -107,7 +107,11 @@ def is_swin_checkpoint(path: str) -> bool:
 
 def read_swin_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.ndarray]:
     """The ``'model'`` state dict of a Swin checkpoint as numpy arrays."""
-    obj = convert.read_torch_file(path, unsafe=unsafe)
+    return swin_state_from_object(convert.read_torch_file(path, unsafe=unsafe), path)
+
+
+def swin_state_from_object(obj: Any, path: str) -> dict[str, np.ndarray]:
+    """:func:`read_swin_state_dict` for a file already read with ``convert.read_torch_file``."""
     if not is_swin_state(obj):
         if isinstance(obj, Mapping):
             top = ", ".join(map(str, list(obj)[:8])) + (" ..." if len(obj) > 8 else "")

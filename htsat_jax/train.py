@@ -102,7 +102,7 @@ def read_init_weights(path: str) -> tuple[HTSATConfig, dict]:
     """Weights to start from: a model directory of this project or an official ``.ckpt`` file."""
     if ckpt_lib.is_model_dir(path):
         cfg, weights, _ = ckpt_lib.load_weights(path)
-        return cfg, jax.tree.map(np.asarray, ckpt_lib._normalise_keys(weights))
+        return cfg, jax.tree.map(np.asarray, ckpt_lib.normalise_keys(weights))
     if os.path.isfile(path):
         from htsat_jax import convert
         return convert.load_torch_checkpoint(path)
@@ -124,7 +124,7 @@ def merge_init_weights(init: Mapping, source_cfg: HTSATConfig, target_cfg: HTSAT
         raise ValueError(f"config.init_from={source} does not match config.model: " + "; ".join(diffs))
     replace_head = source_cfg.num_classes != target_cfg.num_classes
     flat_init = traverse_util.flatten_dict(init)
-    flat_loaded = traverse_util.flatten_dict(ckpt_lib._normalise_keys(dict(loaded)))
+    flat_loaded = traverse_util.flatten_dict(ckpt_lib.normalise_keys(dict(loaded)))
     out, taken, fresh = {}, [], []
     for key, value in flat_init.items():
         if replace_head and key[0] == "tscam_conv":
@@ -146,27 +146,24 @@ def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -
 
     A Swin ImageNet checkpoint (Microsoft's ``{'model': ...}`` file) initialises the backbone of a
     fresh model (:mod:`htsat_jax.swin_import`); a model directory or an official HTS-AT ``.ckpt``
-    provides every tensor (the head is redrawn when the class count differs).
+    provides every tensor (the head keeps its fresh initialisation when the class count differs).
     """
     path = config.get("init_from")
     if not path:
         return None, None
-    from htsat_jax import swin_import
-    if swin_import.is_swin_checkpoint(path):
-        fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed)))))
-        weights, swin_report = swin_import.load_swin_weights(path, model_cfg, fresh)
-        return weights, swin_report.summary()
-    src_cfg, loaded = read_init_weights(path)
-    fresh = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: HTSAT(model_cfg, rngs=nnx.Rngs(0)))))
-    fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fresh)
+    from htsat_jax import convert, swin_import
+    fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed)))))
+    if ckpt_lib.is_model_dir(path) or not os.path.isfile(path):
+        src_cfg, loaded = read_init_weights(path)
+    else:
+        obj = convert.read_torch_file(path)  # read once, then dispatch on its layout
+        if swin_import.is_swin_state(obj):
+            weights, swin_report = swin_import.import_swin_state_dict(
+                swin_import.swin_state_from_object(obj, path), model_cfg, fresh, source=path)
+            return weights, swin_report.summary()
+        src_cfg, loaded = convert.convert_torch_object(obj, path)
     weights, report = merge_init_weights(fresh, src_cfg, model_cfg, loaded, path)
-    if report.reinitialised:
-        # The head keeps a random initialisation: draw it like the rest of the model.
-        rand = nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed))))
-        weights["tscam_conv"] = jax.tree.map(np.asarray, rand["tscam_conv"])
     return weights, report.summary()
-
-
 
 
 # ============================================================================ train state
@@ -243,7 +240,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, schedule, *, los
             lam = sample_mixup_lambda(mix_key, waveform.shape[0], mixup_alpha)
 
         def loss_fn(params, rest):
-            model = nnx.merge(graphdef, jax.tree.map(lambda a: a, params), jax.tree.map(lambda a: a, rest))
+            model = merged_model(graphdef, {"params": params, "rest": rest})
             out = model(waveform, train=True, key=fwd_key, mixup_lambda=lam)
             return clip_loss(out, batch, loss_type), _split(model)[2]
 
@@ -637,7 +634,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
                 result = run_eval(step)
                 evaluated_steps.add(step)
                 logger.info("step %d eval: %s", step, _fmt(result))
-            if stop.requested():
+            # Across processes the check is a host all-gather (a sync point): do it only at log
+            # steps there; a single process checks its own flag every step.
+            if (jax.process_count() == 1 or step % log_every == 0) and stop.requested():
                 save(step, force=True)
                 stopped = True
                 logger.warning("stopped at step %d after a signal; rerun the same command to resume", step)
@@ -704,7 +703,7 @@ def final_test(config, workdir, mesh, graphdef, state, state_sh, best_mngr, sett
     preds = collect_predictions(lambda b: predict_test(state, b), test_data, mesh,
                                 progress=f"test {config.test_split}", total=len(test_data))
     result = score(preds, settings)
-    plots = write_event_plots(config, workdir, predict_test, state, test_data, settings, model_cfg)
+    plots = write_event_plots(config, workdir, mesh, predict_test, state, test_data, settings, model_cfg)
     weights = model_weights(graphdef, state)
     model_dir = os.path.join(workdir, MODEL_DIR)
     if jax.process_index() == 0 and os.path.isdir(model_dir):
@@ -720,7 +719,7 @@ def final_test(config, workdir, mesh, graphdef, state, state_sh, best_mngr, sett
             "test": result, **tuned, "plots": plots, "model_dir": model_dir}
 
 
-def write_event_plots(config, workdir, predict, state, test_data, settings, model_cfg) -> list[str]:
+def write_event_plots(config, workdir, mesh, predict, state, test_data, settings, model_cfg) -> list[str]:
     """PNG event maps for the first ``config.plot_events`` test clips (process 0)."""
     from htsat_jax import plots
 
@@ -728,7 +727,7 @@ def write_event_plots(config, workdir, predict, state, test_data, settings, mode
     if count <= 0 or not settings.events or jax.process_index() != 0 or jax.process_count() > 1:
         return paths
     for local in test_data:
-        out = jax.device_get(predict(state, sharding.global_batch(local, mesh_of(state))))
+        out = jax.device_get(predict(state, sharding.global_batch(local, mesh)))
         for i in range(local["waveform"].shape[0]):
             if len(paths) >= count or not local["mask"][i]:
                 break
@@ -751,10 +750,6 @@ def write_event_plots(config, workdir, predict, state, test_data, settings, mode
     return paths
 
 
-def mesh_of(state) -> Any:
-    return jax.tree.leaves(state)[0].sharding.mesh
-
-
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """``mode="evaluate"``: score ``config.init_from`` on ``config.test_split``, no training."""
     workdir = os.path.abspath(os.path.expanduser(workdir))
@@ -771,7 +766,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
                          f"{config.dataset} is stored at {spec.sample_rate} Hz")
     graphdef, state, state_sh = create_train_state(model_cfg, optax.identity(), mesh, seed=0,
                                                    dtype=compute_dtype(config),
-                                                   init_weights=ckpt_lib._normalise_keys(dict(weights)))
+                                                   init_weights=ckpt_lib.normalise_keys(dict(weights)))
     event_groups = [list(g) for g in config.event_class_groups] if config.get("event_class_groups") else None
     names = list(config.class_names) if config.get("class_names") else dataset_class_names(config)
     settings = eval_settings(config, model_cfg, spec, names)
@@ -783,7 +778,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     preds = collect_predictions(lambda b: predict(state, b), test_data, mesh,
                                 progress=f"test {config.test_split}", total=len(test_data))
     results = {"checkpoint": config.init_from, "test_split": config.test_split, "test": score(preds, settings)}
-    results["plots"] = write_event_plots(config, workdir, predict, state, test_data, settings, model_cfg)
+    results["plots"] = write_event_plots(config, workdir, mesh, predict, state, test_data, settings, model_cfg)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, EVAL_RESULTS_FILE), "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

@@ -60,7 +60,7 @@ def test_average_of_two_model_dirs_is_the_elementwise_mean(two_dirs, tmp_path):
     assert meta["averaged_from"] == [os.path.abspath(d) for d in two_dirs]
     a, b = (ckpt_lib.load_weights(d)[1] for d in two_dirs)
     flat_a, flat_b = traverse_util.flatten_dict(a), traverse_util.flatten_dict(b)
-    flat_got = traverse_util.flatten_dict(ckpt_lib._normalise_keys(got))
+    flat_got = traverse_util.flatten_dict(ckpt_lib.normalise_keys(got))
     assert set(flat_got) == set(flat_a)
     for k, v in flat_got.items():
         mean = ((np.asarray(flat_a[k], np.float64) + np.asarray(flat_b[k], np.float64)) / 2).astype(np.float32)
