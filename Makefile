@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean
 
-$(STAMP): requirements.txt requirements-torch.txt pyproject.toml
+$(STAMP): requirements.txt requirements-torch.txt requirements-export.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-torch.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-torch.txt -r requirements-export.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
