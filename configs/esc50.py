@@ -12,13 +12,17 @@ The official code checkpoints on the held-out fold itself (there is no separate 
 fold); we do the same by default (``test_weights="best"``) and ``test_weights="last"`` avoids
 that selection. Prepare: ``python tools/prepare_data.py esc50 --data_dir DATA`` (downloads) or
 ``--manual_dir ESC-50-master``.
+
+``:model=ast``: the AST with the official ESC-50 recipe (Adam 1e-5 from the AudioSet-trained AST,
+batch 48, 25 epochs, LR x0.85 per epoch from epoch 6, 512 frames, no mixup, cross-entropy; official
+95.6 +- 0.4 %). Pass ``--config.init_from=`` an AST AudioSet checkpoint (``.pth`` or model dir).
 """
 
 from htsat_jax import configlib
 
 
 def get_config(arg: str | None = None):
-    args = configlib.parse_arg(arg, variant="base")
+    args = configlib.parse_arg(arg, variant="base", model="htsat")
     c = configlib.base_config(args.variant)
     c.dataset = "esc50"
     c.train_split = c.eval_split = c.test_split = "train"  # one split, folds select
@@ -33,6 +37,9 @@ def get_config(arg: str | None = None):
     c.evals_per_epoch = 1
     c.best_metric = "accuracy"
     c.keep_best = 3
+    if args.model == "ast":
+        configlib.use_ast(c, "esc50")
+        c.model.input_sample_rate = 32000  # the stored data; resampled to 16 kHz on device
     if args.variant == "tiny":
         configlib.shrink_for_cpu(c)
         c.num_epochs = 2

@@ -16,6 +16,10 @@ CPU check on the FSDD recordings shipped in ../shared (real speech, 10 digit wor
 
 reaches well above the 10 % chance level of the ten words present in a few minutes on 2 cores
 (see README "Results").
+
+``:model=ast``: the AST with the official SCV2 recipe (Adam 2.5e-4, batch 128, 30 epochs, LR x0.85
+per epoch from epoch 6, 128 frames, mixup on 60 % of clips; official 98.1 %). The data is already
+16 kHz, the AST's rate.
 """
 
 import dataclasses
@@ -24,7 +28,7 @@ from htsat_jax import configlib, frontend
 
 
 def get_config(arg: str | None = None):
-    args = configlib.parse_arg(arg, variant="base")
+    args = configlib.parse_arg(arg, variant="base", model="htsat")
     c = configlib.base_config(args.variant)
     c.dataset = "speech_commands"
     c.train_split = "train+validation"  # official: everything not in testing_list.txt
@@ -36,6 +40,8 @@ def get_config(arg: str | None = None):
     c.mixup = False  # AudioSet-only in the current official code
     c.best_metric = "accuracy"
     c.keep_best = 3
+    if args.model == "ast":
+        configlib.use_ast(c, "speechcommands")
     if args.variant == "tiny":
         configlib.shrink_for_cpu(c)
         c.batch_size = 16
@@ -43,6 +49,10 @@ def get_config(arg: str | None = None):
         c.num_epochs = 12
         c.log_every_steps = 10
         # A few hundred steps from scratch: warm up quickly, no decay within the run.
-        c.optim.warmup_factors = (0.5, 1.0, 1.0)
-        c.optim.step_epochs = (100, 200, 300)
+        if args.model == "htsat":
+            c.optim.warmup_factors = (0.5, 1.0, 1.0)
+            c.optim.step_epochs = (100, 200, 300)
+        else:
+            c.optim.base_lr = 1e-3
+            c.optim.decay_start = 100
     return c

@@ -19,14 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from htsat_jax import ast_convert
 from htsat_jax import checkpoint as ckpt_lib
 from htsat_jax import convert
 from htsat_jax import events as events_lib
 from htsat_jax import frontend as frontend_lib
 from htsat_jax import windowing
+from htsat_jax.models.ast import AST
 from htsat_jax.models.htsat import HTSAT, to_image
 
 OUTPUT_NAMES = ("clipwise_output", "framewise_output", "latent_output")
+AST_OUTPUT_NAMES = ("clipwise_output", "logits", "latent_output")
 AUDIOSET_CLASS_FILE = "audioset_class_labels_indices.csv"
 # ``clip_gate`` / ``thresholds`` default: what the model directory says (see AudioTagger.__init__).
 FROM_MODEL = "model"
@@ -136,6 +139,7 @@ class AudioTagger:
             event_thresholds = thr
         self.model = model
         self.config = model.config
+        self.is_ast = isinstance(model, AST)
         self.class_names = list(class_names) if class_names is not None else None
         self.batch_size = batch_size
         self.event_thresholds = event_thresholds
@@ -144,14 +148,24 @@ class AudioTagger:
 
     @classmethod
     def from_checkpoint(cls, path: str, *, batch_size: int = 16, loss_type: str | None = None,
-                        **kwargs) -> "AudioTagger":
+                        model: str | None = None, **kwargs) -> "AudioTagger":
         """Load an official PyTorch checkpoint file or a model directory of this project.
 
         Args:
-          path: ``.ckpt``/``.pth`` file (official HTS-AT) or a directory written by
-            ``python -m htsat_jax.convert`` / ``htsat_jax.checkpoint.save_model``.
+          path: ``.ckpt``/``.pth`` file (official HTS-AT, or official AST ``audioset_10_10_0.4593.pth``
+            style), a transformers AST ``.safetensors``/``.bin`` file or ``save_pretrained`` folder, or
+            a directory written by ``python -m htsat_jax.convert`` / ``htsat_jax.checkpoint.save_model``.
           loss_type: for official files only: override the guessed output activation.
+          model: for files: "htsat" or "ast"; None detects it from the keys (``module.v.cls_token`` /
+            ``v.cls_token`` / transformers names mean AST). AST geometry: see
+            ``ast_convert.load_ast_checkpoint`` (strides from the file name, else 10/10).
         """
+        if model not in (None, "htsat", "ast"):
+            raise ValueError(f"model must be None, 'htsat' or 'ast', got {model!r}")
+        if os.path.isdir(path) and ast_convert.is_hf_model_dir(path):
+            config, weights, report = ast_convert.load_ast_checkpoint(path, loss_type=loss_type, return_report=True)
+            return cls(ckpt_lib.build_model(config, weights, **kwargs), class_names=report.class_names,
+                       batch_size=batch_size)
         if os.path.isdir(path):
             model, meta = ckpt_lib.load_model(path, **kwargs)
             thresholds, gate = meta.get("event_thresholds"), meta.get("event_clip_gate")
@@ -163,18 +177,28 @@ class AudioTagger:
             return cls(model, class_names=meta.get("class_names"), batch_size=batch_size,
                        event_thresholds=thresholds, event_clip_gate=gate)
         if os.path.isfile(path):
-            config, weights = convert.load_torch_checkpoint(path, loss_type=loss_type)
+            if path.endswith(".safetensors"):  # transformers layout; official HTS-AT files are torch pickles
+                config, weights = ast_convert.load_ast_checkpoint(path, loss_type=loss_type)
+            else:
+                obj = convert.read_torch_file(path)
+                if model == "ast" or (model is None and ast_convert.is_ast_object(obj)):
+                    config, weights = ast_convert.convert_ast_object(obj, path, loss_type=loss_type)
+                else:
+                    config, weights = convert.convert_torch_object(obj, path, loss_type=loss_type)
             return cls(ckpt_lib.build_model(config, weights, **kwargs), batch_size=batch_size)
         raise FileNotFoundError(f"checkpoint not found: {path} (expected an official .ckpt file or a model "
                                 "directory containing config.json)")
 
     @property
     def sample_rate(self) -> int:
-        return self.config.frontend.sample_rate
+        return self.config.sample_rate if self.is_ast else self.config.frontend.sample_rate
 
     @property
     def max_samples(self) -> int:
         """Longest input (at the model rate) the official forward accepts without windowing."""
+        if self.is_ast:  # samples filling input_tdim fbank frames (163,920 = 10.245 s at 16 kHz for 1024)
+            fb = self.config.fbank
+            return fb.samples_for_frames(self.config.input_tdim) * self.sample_rate // fb.sample_rate
         fe = self.config.frontend
         return (2 * self.config.target_frames + 1) * fe.hop_length - 1
 
@@ -192,8 +216,11 @@ class AudioTagger:
         Returns:
           ``clipwise_output (batch, classes)``, ``framewise_output (batch, target_frames, classes)``,
           ``latent_output (batch, num_features)`` as numpy arrays (batch kept even for 1-D input).
+          An AST returns ``clipwise_output``, ``logits`` and ``latent_output`` (no frame-wise output).
         """
         x = resample(validate_waveform(waveform, sample_rate), int(sample_rate), self.sample_rate)
+        if self.is_ast:
+            return self._call_ast(x)
         fe = self.config.frontend
         if x.shape[1] <= fe.n_fft // 2:
             raise AudioInputError(
@@ -212,6 +239,30 @@ class AudioTagger:
             chunk = jnp.asarray(x[start:start + self.batch_size])
             outs.append(jax.device_get(self._forward(self._state, chunk, infer_mode)))
         return {k: np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES}
+
+    def _call_ast(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """AST: short audio is zero-padded to ``input_tdim`` fbank frames (official evaluation)."""
+        fb = self.config.fbank
+        if x.shape[1] * fb.sample_rate < fb.window_length * self.sample_rate:
+            raise AudioInputError(
+                f"audio is {x.shape[1] / self.sample_rate * 1000:.1f} ms long at {self.sample_rate} Hz; the AST "
+                f"fbank needs at least one {fb.frame_length_ms:g} ms frame ({fb.window_length} samples)")
+        if x.shape[1] > self.max_samples:
+            raise AudioInputError(
+                f"audio is {x.shape[1] / self.sample_rate:.2f} s; this AST takes at most {self.config.input_tdim} "
+                f"frames ({self.max_samples / self.sample_rate:.3f} s; the official code would silently keep only "
+                "those). Cut it into windows of at most that length and tag each.")
+        outs = []
+        for start in range(0, x.shape[0], self.batch_size):
+            chunk = jnp.asarray(x[start:start + self.batch_size])
+            outs.append(jax.device_get(self._forward(self._state, chunk, False)))
+        return {k: np.concatenate([o[k] for o in outs]) for k in AST_OUTPUT_NAMES}
+
+    def _require_frames(self, method: str) -> None:
+        if self.is_ast:
+            raise NotImplementedError(f"AST has no frame-wise output; use an HTS-AT model for events "
+                                      f"(AudioTagger.{method} needs frame-wise outputs). Use tagger(waveform, "
+                                      "sample_rate) for AST clip tags.")
 
     @property
     def names(self) -> list[str]:
@@ -282,6 +333,7 @@ class AudioTagger:
           clip_pool: recording clip scores = "max" (default) or "mean" over windows.
           frame_features: also keep the token-semantic head input of every window (:meth:`embed`).
         """
+        self._require_frames("analyse_many")
         if clip_pool not in windowing.CLIP_POOLS:
             raise ValueError(f"clip_pool must be one of {windowing.CLIP_POOLS}, got {clip_pool!r}")
         spec = windowing.WindowSpec.from_seconds(self.config, window_s, hop_s)
@@ -330,6 +382,7 @@ class AudioTagger:
 
     def analyse(self, waveform: Any, sample_rate: int, **kwargs) -> "Analysis":
         """One recording of any length and rate -> :class:`Analysis` (kwargs of :meth:`analyse_many`)."""
+        self._require_frames("analyse")
         x = self._one_recording(waveform, sample_rate)
         return next(iter(self.analyse_many([(None, x)], **kwargs)))[1]
 
@@ -344,6 +397,7 @@ class AudioTagger:
     def detect(self, analysis: "Analysis", *, thresholds: Any = None,
                median_filter_s: float = events_lib.DEFAULT_MEDIAN_FILTER_S) -> list[events_lib.Event]:
         """Events of an :class:`Analysis` (its stitched frame map, median-filtered, thresholded)."""
+        self._require_frames("detect")
         return events_lib.detect_events(analysis.framewise, analysis.seconds_per_frame, self.names,
                                         threshold=self._thresholds(thresholds), median_filter_s=median_filter_s,
                                         max_seconds=analysis.duration_s)
@@ -362,6 +416,7 @@ class AudioTagger:
           median_filter_s: median filter along time before thresholding (0 = off).
           clip_gate: see :meth:`analyse_many`; "model" = the model directory's.
         """
+        self._require_frames("events")
         analysis = self.analyse(waveform, sample_rate, window_s=window_s, hop_s=hop_s, clip_gate=clip_gate)
         return self.detect(analysis, thresholds=thresholds, median_filter_s=median_filter_s)
 
@@ -379,6 +434,7 @@ class AudioTagger:
           the tiled input (times up to R x its duration).
           ``windows (W, D)``: ``latent_output`` of each window; ``window_starts_s (W,)``.
         """
+        self._require_frames("embed")
         a = self.analyse(waveform, sample_rate, window_s=window_s, hop_s=hop_s, clip_gate=None,
                          frame_features=True)
         return {"clip": a.latent, "frames": a.frame_features, "frame_times": a.frame_times,
@@ -394,6 +450,7 @@ class AudioTagger:
         unreadable files as soon as they fail (``error`` set), the others in order when done."""
         from tfds_builders import audio_io
 
+        self._require_frames("iter_tag_files")
         self._thresholds(thresholds)  # fail early on a bad threshold
         windowing.WindowSpec.from_seconds(self.config, window_s, hop_s)
         failed: list[FileResult] = []
@@ -437,6 +494,7 @@ class AudioTagger:
         Raises:
           AudioInputError: the file cannot be read or is too short.
         """
+        self._require_frames("tag_file")
         result = next(iter(self.iter_tag_files([path], top_k=top_k, **kwargs)))
         if result.error:
             raise AudioInputError(result.error)

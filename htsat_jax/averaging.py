@@ -398,8 +398,8 @@ def evaluate_ensemble(config, workdir: str, sources: Sequence[str], *, top: int 
     for i, member in enumerate(tqdm(members, desc="models", unit="model",
                                     disable=jax.process_index() != 0)):
         name, model_cfg, weights, _ = member.load()
-        if model_cfg.frontend.sample_rate != spec.sample_rate:
-            raise SourceError(f"{name} runs at {model_cfg.frontend.sample_rate} Hz but {config.dataset} is "
+        if model_cfg.sample_rate != spec.sample_rate:
+            raise SourceError(f"{name} runs at {model_cfg.sample_rate} Hz but {config.dataset} is "
                               f"stored at {spec.sample_rate} Hz")
         if reference is not None and model_cfg.num_classes != reference[1].num_classes:
             raise SourceError(f"{name} has {model_cfg.num_classes} classes, {reference[0]} has "

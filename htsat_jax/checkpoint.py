@@ -3,8 +3,9 @@
 Layout of a model directory (what ``python -m htsat_jax.convert`` writes and every entry point
 restores)::
 
-    DIR/config.json   {"format": "htsat_jax.model/1", "model": HTSATConfig as dict,
+    DIR/config.json   {"format": "htsat_jax.model/1", "model": HTSATConfig or ASTConfig as dict,
                        "class_names": [...] or null, ...extra}
+                      (an ASTConfig dict has "model_type": "ast"; no model_type means HTS-AT)
     DIR/weights/      orbax StandardCheckpointer tree == nnx.to_pure_dict(nnx.state(model))
 """
 
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from htsat_jax.models.ast import AST, ASTConfig
 from htsat_jax.models.htsat import HTSAT, HTSATConfig
 
 FORMAT = "htsat_jax.model/1"
@@ -42,9 +44,20 @@ def read_class_names(path: str) -> list[str]:
     raise CheckpointDirError(f"{path}: expected 'index,mid,display_name' rows or one class name per line")
 
 
-def abstract_model(config: HTSATConfig, param_dtype: Any = jnp.float32) -> HTSAT:
+def model_class(config: HTSATConfig | ASTConfig) -> type:
+    """HTSAT for an HTSATConfig, AST for an ASTConfig."""
+    return AST if isinstance(config, ASTConfig) else HTSAT
+
+
+def config_from_dict(d: dict) -> HTSATConfig | ASTConfig:
+    """The config.json "model" entry -> its config class (``model_type`` "ast" -> ASTConfig)."""
+    return ASTConfig.from_dict(d) if d.get("model_type") == "ast" else HTSATConfig.from_dict(d)
+
+
+def abstract_model(config: HTSATConfig | ASTConfig, param_dtype: Any = jnp.float32) -> HTSAT | AST:
     """The model with shapes only (no parameter memory, no random init)."""
-    return nnx.eval_shape(lambda: HTSAT(config, rngs=nnx.Rngs(0), param_dtype=param_dtype))
+    cls = model_class(config)
+    return nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0), param_dtype=param_dtype))
 
 
 def build_model(config: HTSATConfig, weights: Mapping | None = None, *, seed: int = 0,
@@ -54,7 +67,7 @@ def build_model(config: HTSATConfig, weights: Mapping | None = None, *, seed: in
     Raises:
       CheckpointDirError: when ``weights`` does not have exactly the model's keys and shapes.
     """
-    model = HTSAT(config, rngs=nnx.Rngs(seed), dtype=dtype, param_dtype=param_dtype)
+    model = model_class(config)(config, rngs=nnx.Rngs(seed), dtype=dtype, param_dtype=param_dtype)
     if weights is not None:
         state = nnx.state(model)
         expected = nnx.to_pure_dict(state)
@@ -144,7 +157,7 @@ def load_weights(directory: str) -> tuple[HTSATConfig, dict, dict]:
         meta = json.load(f)
     if meta.get("format") != FORMAT:
         raise CheckpointDirError(f"{cfg_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    config = HTSATConfig.from_dict(meta["model"])
+    config = config_from_dict(meta["model"])
     target = nnx.to_pure_dict(nnx.state(abstract_model(config)))
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), target)
     weights_path = os.path.join(directory, WEIGHTS_DIR)

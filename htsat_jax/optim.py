@@ -1,4 +1,7 @@
-"""The official HTS-AT optimiser: AdamW + global-norm clipping + the epoch-stepped LR schedule.
+"""The official optimisers: HTS-AT's AdamW + epoch-stepped schedule, and AST's Adam + MultiStepLR.
+
+``config.optim.name`` picks one: ``"adamw"`` (HTS-AT, the default) or ``"adam_l2"`` (the AST recipe,
+see :func:`ast_lr_schedule`).
 
 HTSAT_SPEC §7: ``LambdaLR`` stepped once per epoch with ``lr = base_lr * scale(epoch)``:
 
@@ -52,18 +55,68 @@ def epoch_lr_schedule(base_lr: float, steps_per_epoch: int, num_epochs: int,
     return schedule
 
 
+def ast_lr_scale(step: int, steps_per_epoch: int, *, warmup_steps: int, warmup_every: int,
+                 decay_start: int, decay_every: int, decay: float) -> float:
+    """The official AST LR multiplier at optimiser ``step`` (a plain Python port, for tests).
+
+    AST ``traintest.py``: while ``global_step <= warmup_steps`` the LR is set to
+    ``global_step / warmup_steps * lr`` every ``warmup_every`` steps (so it is 0 for the first
+    ``warmup_every`` steps); ``MultiStepLR(milestones=range(decay_start, 1000, decay_every),
+    gamma=decay)`` is stepped after each epoch, epochs counted from 1.
+    """
+    epoch_index = step // steps_per_epoch  # epochs finished = scheduler.step() calls so far
+    decays = 0 if epoch_index < decay_start else (epoch_index - decay_start) // decay_every + 1
+    scale = float(decay) ** decays
+    if warmup_steps and step <= warmup_steps:
+        scale *= (step // warmup_every) * warmup_every / warmup_steps
+    return scale
+
+
+def ast_lr_schedule(base_lr: float, steps_per_epoch: int, *, warmup_steps: int, warmup_every: int,
+                    decay_start: int, decay_every: int, decay: float) -> optax.Schedule:
+    """``step -> lr`` of :func:`ast_lr_scale`, traceable."""
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+
+    def schedule(step):
+        step = jnp.asarray(step)
+        epoch_index = step // steps_per_epoch
+        decays = jnp.where(epoch_index < decay_start, 0, (epoch_index - decay_start) // decay_every + 1)
+        scale = jnp.power(jnp.float32(decay), decays.astype(jnp.float32))
+        if warmup_steps:
+            warm = ((step // warmup_every) * warmup_every).astype(jnp.float32) / warmup_steps
+            scale = jnp.where(step <= warmup_steps, scale * warm, scale)
+        return base_lr * scale
+
+    return schedule
+
+
 def make_optimizer(optim_config, *, steps_per_epoch: int, num_epochs: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW(b1, b2, eps, weight_decay) after global-norm clipping, from ``config.optim``.
+    """The optimiser and its schedule from ``config.optim``.
 
-    Weight decay applies to every parameter, biases and norms included, as in the official code
-    (its ``no_weight_decay`` lists are never wired in).
+    ``name="adamw"`` (HTS-AT): AdamW(b1, b2, eps, weight_decay) after global-norm clipping; weight
+    decay applies to every parameter, biases and norms included, as in the official code (its
+    ``no_weight_decay`` lists are never wired in).
+    ``name="adam_l2"`` (AST): ``torch.optim.Adam(weight_decay=...)``, i.e. the decay is added to the
+    gradient *before* the moments (L2, not decoupled), no clipping unless ``grad_clip_norm`` is set.
     """
     o = optim_config
-    schedule = epoch_lr_schedule(o.base_lr, int(steps_per_epoch), int(num_epochs),
-                                 tuple(o.warmup_factors), tuple(o.step_epochs), o.lr_floor)
+    name = o.get("name", "adamw")
     parts = []
     if o.grad_clip_norm:
         parts.append(optax.clip_by_global_norm(o.grad_clip_norm))
-    parts.append(optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay))
+    if name == "adamw":
+        schedule = epoch_lr_schedule(o.base_lr, int(steps_per_epoch), int(num_epochs),
+                                     tuple(o.warmup_factors), tuple(o.step_epochs), o.lr_floor)
+        parts.append(optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay))
+    elif name == "adam_l2":
+        schedule = ast_lr_schedule(o.base_lr, int(steps_per_epoch), warmup_steps=int(o.warmup_steps),
+                                   warmup_every=int(o.warmup_every), decay_start=int(o.decay_start),
+                                   decay_every=int(o.decay_every), decay=float(o.decay))
+        if o.weight_decay:
+            parts.append(optax.add_decayed_weights(o.weight_decay))
+        parts.append(optax.adam(schedule, b1=o.b1, b2=o.b2, eps=o.eps))
+    else:
+        raise ValueError(f"config.optim.name must be 'adamw' or 'adam_l2', got {name!r}")
     return optax.chain(*parts), schedule

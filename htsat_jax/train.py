@@ -38,7 +38,10 @@ from htsat_jax import checkpoint as ckpt_lib
 from htsat_jax import events as events_lib
 from htsat_jax import input_pipeline, metrics, optim, sharding
 from htsat_jax.metric_writer import MetricWriter
+from htsat_jax.models.ast import ASTConfig
 from htsat_jax.models.htsat import HTSAT, HTSATConfig, sample_mixup_lambda
+
+ModelConfig = HTSATConfig | ASTConfig
 
 logger = logging.getLogger("htsat_jax")
 
@@ -52,14 +55,15 @@ PCM_SCALE = 32768.0  # int16 PCM -> [-1, 1)
 # ============================================================================ config -> model
 
 
-def model_config(config: ml_collections.ConfigDict, num_classes: int | None = None) -> HTSATConfig:
-    """The ``HTSATConfig`` described by ``config.model`` (``num_classes`` filled from the data)."""
+def model_config(config: ml_collections.ConfigDict, num_classes: int | None = None) -> ModelConfig:
+    """The model config described by ``config.model`` (``num_classes`` filled from the data):
+    an ``ASTConfig`` when ``config.model.model_type == "ast"``, else an ``HTSATConfig``."""
     fields = config.model.to_dict()
     if fields.get("num_classes") is None:
         if num_classes is None:
             raise ValueError("config.model.num_classes is None and no dataset gave a class count")
         fields["num_classes"] = int(num_classes)
-    return HTSATConfig.from_dict(fields)
+    return ckpt_lib.config_from_dict(fields)
 
 
 def compute_dtype(config: ml_collections.ConfigDict):
@@ -69,13 +73,14 @@ def compute_dtype(config: ml_collections.ConfigDict):
     return None if name == "float32" else jnp.bfloat16
 
 
-def _split(model: HTSAT):
+def _split(model: nnx.Module):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     return graphdef, params, rest
 
 
-def abstract_graphdef(model_cfg: HTSATConfig, dtype) -> nnx.GraphDef:
-    return _split(nnx.eval_shape(lambda: HTSAT(model_cfg, rngs=nnx.Rngs(0), dtype=dtype)))[0]
+def abstract_graphdef(model_cfg: ModelConfig, dtype) -> nnx.GraphDef:
+    cls = ckpt_lib.model_class(model_cfg)
+    return _split(nnx.eval_shape(lambda: cls(model_cfg, rngs=nnx.Rngs(0), dtype=dtype)))[0]
 
 
 # ============================================================================ initial weights
@@ -98,14 +103,21 @@ _ARCH_FIELDS = ("embed_dim", "depths", "num_heads", "window_size", "spec_size", 
                 "patch_stride", "mlp_ratio", "frontend")
 
 
-def read_init_weights(path: str) -> tuple[HTSATConfig, dict]:
-    """Weights to start from: a model directory of this project or an official ``.ckpt`` file."""
+def read_init_weights(path: str) -> tuple[ModelConfig, dict]:
+    """A whole model's weights: a model directory of this project, an official HTS-AT ``.ckpt`` or an
+    official / transformers AST checkpoint."""
     if ckpt_lib.is_model_dir(path):
         cfg, weights, _ = ckpt_lib.load_weights(path)
         return cfg, jax.tree.map(np.asarray, ckpt_lib.normalise_keys(weights))
+    from htsat_jax import ast_convert
+    if os.path.isdir(path) and ast_convert.is_hf_model_dir(path):
+        return ast_convert.load_ast_checkpoint(path)
     if os.path.isfile(path):
         from htsat_jax import convert
-        return convert.load_torch_checkpoint(path)
+        obj = convert.read_torch_file(path)
+        if ast_convert.is_ast_object(obj):
+            return ast_convert.convert_ast_object(obj, path)
+        return convert.convert_torch_object(obj, path)
     raise FileNotFoundError(f"config.init_from={path!r}: no model directory (with config.json) or "
                             "checkpoint file there")
 
@@ -151,6 +163,8 @@ def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -
     path = config.get("init_from")
     if not path:
         return None, None
+    if isinstance(model_cfg, ASTConfig):
+        return _initial_ast_weights(path, model_cfg, int(config.seed))
     from htsat_jax import convert, swin_import
     fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed)))))
     if ckpt_lib.is_model_dir(path) or not os.path.isfile(path):
@@ -166,10 +180,39 @@ def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -
     return weights, report.summary()
 
 
+def _initial_ast_weights(path: str, model_cfg: ASTConfig, seed: int) -> tuple[dict, str]:
+    """AST start: a model directory of this project (same architecture; a new head when the class
+    count differs), or a file :func:`htsat_jax.ast_convert.load_pretrained` reads (DeiT ImageNet
+    ``.pth``, an official AST ``.pth`` to fine-tune, a transformers AST)."""
+    from htsat_jax import ast_convert
+    fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(
+        ckpt_lib.model_class(model_cfg)(model_cfg, rngs=nnx.Rngs(seed)))))
+    if ckpt_lib.is_model_dir(path):
+        src_cfg, loaded, _ = ckpt_lib.load_weights(path)
+        if not isinstance(src_cfg, ASTConfig):
+            raise ValueError(f"config.init_from={path} holds an HTS-AT; config.model is an AST")
+        arch = ("embed_dim", "depth", "num_heads", "patch_size", "fstride", "tstride", "input_tdim", "input_fdim")
+        diffs = [f"{f}: {getattr(src_cfg, f)} vs {getattr(model_cfg, f)}" for f in arch
+                 if getattr(src_cfg, f) != getattr(model_cfg, f)]
+        if diffs:
+            raise ValueError(f"config.init_from={path} does not match config.model: " + "; ".join(diffs))
+        flat_init = traverse_util.flatten_dict(fresh)
+        flat_loaded = traverse_util.flatten_dict(ckpt_lib.normalise_keys(dict(loaded)))
+        new_head = src_cfg.num_classes != model_cfg.num_classes
+        out = {k: (v if new_head and k[0] == "head" else np.asarray(flat_loaded[k]).astype(v.dtype))
+               for k, v in flat_init.items()}
+        return traverse_util.unflatten_dict(out), (
+            f"initialised from {path}: every tensor" + (" but the head (class count differs)" if new_head else ""))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config.init_from={path!r}: no model directory (with config.json) or file there")
+    weights, report = ast_convert.load_pretrained(path, model_cfg, fresh)
+    return weights, report.summary()
+
+
 # ============================================================================ train state
 
 
-def create_train_state(model_cfg: HTSATConfig, tx: optax.GradientTransformation, mesh, *,
+def create_train_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, mesh, *,
                        seed: int, dtype=None, init_weights: Mapping | None = None):
     """``(graphdef, state, shardings)``: the train state born sharded on ``mesh``.
 
@@ -179,7 +222,7 @@ def create_train_state(model_cfg: HTSATConfig, tx: optax.GradientTransformation,
     graphdef = abstract_graphdef(model_cfg, dtype)
 
     def init(weights):
-        model = HTSAT(model_cfg, rngs=nnx.Rngs(seed), dtype=dtype)
+        model = ckpt_lib.model_class(model_cfg)(model_cfg, rngs=nnx.Rngs(seed), dtype=dtype)
         if weights is not None:
             state = nnx.state(model)
             nnx.replace_by_pure_dict(state, weights)
@@ -194,7 +237,7 @@ def create_train_state(model_cfg: HTSATConfig, tx: optax.GradientTransformation,
     return graphdef, state, shardings
 
 
-def merged_model(graphdef, state) -> HTSAT:
+def merged_model(graphdef, state) -> nnx.Module:
     # Fresh Variable objects at the caller's trace level (inside grad/jit), see flax TraceContextError.
     return nnx.merge(graphdef, jax.tree.map(lambda a: a, state["params"]),
                      jax.tree.map(lambda a: a, state["rest"]))
@@ -224,11 +267,12 @@ def clip_loss(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], 
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, schedule, *, loss_type: str,
-                    mixup_alpha: float | None) -> Callable:
+                    mixup_alpha: float | None, mixup_prob: float = 1.0) -> Callable:
     """``(state, batch, key) -> (state, metrics)``; pure, for ``jax.jit``.
 
     ``batch["waveform"]`` is int16 PCM ``(batch, samples)``; the per-step key is
-    ``fold_in(key, step)`` so a resumed run draws the same randomness.
+    ``fold_in(key, step)`` so a resumed run draws the same randomness. With ``mixup_alpha`` each clip
+    is mixed with weight ``Beta(alpha, alpha)`` with probability ``mixup_prob`` (else weight 1).
     """
 
     def train_step(state, batch, key):
@@ -237,7 +281,10 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, schedule, *, los
         waveform = batch["waveform"].astype(jnp.float32) / PCM_SCALE
         lam = None
         if mixup_alpha:
-            lam = sample_mixup_lambda(mix_key, waveform.shape[0], mixup_alpha)
+            lam_key, pick_key = jax.random.split(mix_key)
+            lam = sample_mixup_lambda(lam_key, waveform.shape[0], mixup_alpha)
+            if mixup_prob < 1.0:  # AST recipe: only some clips are mixed
+                lam = jnp.where(jax.random.uniform(pick_key, lam.shape) < mixup_prob, lam, 1.0)
 
         def loss_fn(params, rest):
             model = merged_model(graphdef, {"params": params, "rest": rest})
@@ -278,7 +325,7 @@ def make_predict_fn(graphdef, *, time_shifts: Iterable[int] = (0,),
             out = model(jnp.roll(waveform, -s, axis=1) if s else waveform)
             clip = out["clipwise_output"] if clip is None else clip + out["clipwise_output"]
             if i == 0:
-                frames = out["framewise_output"]
+                frames = out.get("framewise_output")  # None for the AST
         clip = clip / len(shifts)
         if event_groups is not None:
             # Each event class scores as its most confident member class (official DESED rule).
@@ -407,23 +454,35 @@ class StopSignal:
 # ============================================================================ the experiment
 
 
+def model_sample_rate(model: Mapping | ModelConfig) -> int:
+    """The rate a model takes its waveform at, from its config or the ``config.model`` fields."""
+    if isinstance(model, (HTSATConfig, ASTConfig)):
+        return int(model.sample_rate)
+    if model.get("model_type") == "ast":
+        return int(model.get("input_sample_rate") or model["fbank"]["sample_rate"])
+    return int(model["frontend"]["sample_rate"])
+
+
 def _data_kwargs(config) -> dict[str, Any]:
     return dict(dataset=config.dataset, data_dir=os.path.expanduser(config.data_dir),
                 builder_config=config.get("builder_config") or None,
-                sample_rate=config.model.frontend.sample_rate)
+                sample_rate=model_sample_rate(config.model))
 
 
-def eval_settings(config, model_cfg: HTSATConfig, spec: input_pipeline.DatasetSpec,
+def eval_settings(config, model_cfg: ModelConfig, spec: input_pipeline.DatasetSpec,
                   class_names: list[str] | None) -> EvalSettings:
     event_names = None
     if config.get("event_eval", False):
+        if not isinstance(model_cfg, HTSATConfig):
+            raise ValueError("config.event_eval needs frame-wise output: the AST has none (use HTS-AT)")
         event_names = list(config.get("event_class_names") or class_names or
                            [f"class_{i}" for i in range(model_cfg.num_classes)])
     return EvalSettings(
         multi_label=spec.multi_label, class_names=class_names, event_class_names=event_names,
         event_thresholds=np.asarray(config.get("event_thresholds", 0.5), np.float64),
         event_clip_gate=config.get("event_clip_gate"),
-        seconds_per_step=events_lib.step_seconds(model_cfg, spec.clip_samples),
+        seconds_per_step=(events_lib.step_seconds(model_cfg, spec.clip_samples)
+                          if isinstance(model_cfg, HTSATConfig) else float("nan")),
         clip_seconds=spec.clip_seconds)
 
 
@@ -515,8 +574,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
 
     # ---------------------------------------------------------------- model
     model_cfg = model_config(config, spec.num_classes)
-    if model_cfg.frontend.sample_rate != spec.sample_rate:
-        raise ValueError(f"model rate {model_cfg.frontend.sample_rate} Hz != data rate {spec.sample_rate} Hz")
+    if model_cfg.sample_rate != spec.sample_rate:
+        raise ValueError(f"model rate {model_cfg.sample_rate} Hz != data rate {spec.sample_rate} Hz")
     tx, schedule = optim.make_optimizer(
         config.optim, steps_per_epoch=steps_per_epoch,
         num_epochs=max(int(config.num_epochs), math.ceil(total_steps / steps_per_epoch)))
@@ -527,14 +586,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
     graphdef, state, state_sh = create_train_state(model_cfg, tx, mesh, seed=int(config.seed), dtype=dtype,
                                                    init_weights=init_weights)
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
-    logger.info("HTS-AT %s: %.2f M trainable parameters, %d classes", config.get("variant", ""),
+    logger.info("%s %s: %.2f M trainable parameters, %d classes",
+                "AST" if isinstance(model_cfg, ASTConfig) else "HTS-AT", config.get("variant", ""),
                 num_params / 1e6, model_cfg.num_classes)
 
     batch_sh = sharding.batch_sharding(mesh)
     repl = sharding.replicated(mesh)
     train_step = jax.jit(
         make_train_step(graphdef, tx, schedule, loss_type=model_cfg.loss_type,
-                        mixup_alpha=config.get("mixup_alpha") if config.get("mixup") else None),
+                        mixup_alpha=config.get("mixup_alpha") if config.get("mixup") else None,
+                        mixup_prob=float(config.get("mixup_prob", 1.0))),
         in_shardings=(state_sh, batch_sh, repl), out_shardings=(state_sh, repl), donate_argnums=(0,))
     settings = eval_settings(config, model_cfg, spec, class_names)
     event_groups = [list(g) for g in config.event_class_groups] if config.get("event_class_groups") else None
@@ -761,8 +822,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
     _, spec = input_pipeline.open_source(**_data_kwargs(config), split=config.test_split)
     model_cfg, weights = read_init_weights(config.init_from)
-    if model_cfg.frontend.sample_rate != spec.sample_rate:
-        raise ValueError(f"{config.init_from} runs at {model_cfg.frontend.sample_rate} Hz but "
+    if model_cfg.sample_rate != spec.sample_rate:
+        raise ValueError(f"{config.init_from} runs at {model_cfg.sample_rate} Hz but "
                          f"{config.dataset} is stored at {spec.sample_rate} Hz")
     graphdef, state, state_sh = create_train_state(model_cfg, optax.identity(), mesh, seed=0,
                                                    dtype=compute_dtype(config),

@@ -84,6 +84,11 @@ class HTSATConfig:
 
     # ---- derived geometry (HTSAT_SPEC §2, §4)
     @property
+    def sample_rate(self) -> int:
+        """Rate of the waveform the model takes (its log-mel frontend's)."""
+        return self.frontend.sample_rate
+
+    @property
     def freq_ratio(self) -> int:
         return self.spec_size // self.frontend.n_mels
 
