@@ -7,6 +7,12 @@ Prints, per batch size: compile seconds, seconds per batch, clips/s and millisec
 for random 10 s clips at the model's rate, through ``AudioTagger`` (jitted, eval mode, the
 official inference path). ``--checkpoint`` times a real model directory or official .ckpt;
 otherwise a randomly initialised model of ``--variant`` with 527 classes.
+
+``--torch_clap`` adds a PyTorch row on the same machine: the official HTS-AT code is not a package,
+so the reference is the HTS-AT audio tower of transformers' CLAP (``ClapAudioModel``: the same Swin
+backbone as the paper model -- embed 96, depths 2-2-6-2, window 8, 256x256 image -- random weights,
+eval mode, ``torch.inference_mode``). It takes a precomputed log-mel ``(batch, 1, 1001, 64)`` and has
+no token-semantic head, so its figure covers slightly *less* work than ours (frontend + head).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--torch_clap", action="store_true",
+                        help="also time the PyTorch HTS-AT backbone (transformers ClapAudioModel)")
     args = parser.parse_args()
 
     tagger = make_tagger(args)
@@ -58,6 +66,37 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         per_batch = float(np.median(times))
         print(f"{batch:5d} {compile_s:9.1f} {per_batch:8.3f} {batch / per_batch:8.1f} {1000 * per_batch / batch:8.1f}",
+              flush=True)
+    if args.torch_clap:
+        bench_torch_clap(args.batch, args.repeats)
+
+
+def bench_torch_clap(batches: list[int], repeats: int) -> None:
+    """PyTorch HTS-AT backbone (transformers' CLAP audio tower) per batch size, all CPU threads."""
+    import os
+
+    import torch
+    from transformers import ClapAudioConfig, ClapAudioModel
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = ClapAudioModel(ClapAudioConfig(enable_fusion=False)).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"\nPyTorch {torch.__version__} ClapAudioModel (HTS-AT backbone, {params:.2f} M parameters), "
+          f"{torch.get_num_threads()} threads, log-mel input (1001 frames x 64)")
+    print(f"{'batch':>5} {'first s':>9} {'s/batch':>8} {'clips/s':>8} {'ms/clip':>8}")
+    for batch in batches:
+        feats = torch.randn(batch, 1, 1001, 64)
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            model(input_features=feats)
+            first = time.perf_counter() - t0
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                model(input_features=feats)
+                times.append(time.perf_counter() - t0)
+        per_batch = float(np.median(times))
+        print(f"{batch:5d} {first:9.1f} {per_batch:8.3f} {batch / per_batch:8.1f} {1000 * per_batch / batch:8.1f}",
               flush=True)
 
 
