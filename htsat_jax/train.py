@@ -181,9 +181,14 @@ def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -
 
 
 def _initial_ast_weights(path: str, model_cfg: ASTConfig, seed: int) -> tuple[dict, str]:
-    """AST start: a model directory of this project (same architecture; a new head when the class
-    count differs), or a file :func:`htsat_jax.ast_convert.load_pretrained` reads (DeiT ImageNet
-    ``.pth``, an official AST ``.pth`` to fine-tune, a transformers AST)."""
+    """AST start: a model directory of this project, or a file :func:`htsat_jax.ast_convert.load_pretrained`
+    reads (DeiT ImageNet ``.pth``, an official AST ``.pth``, a transformers AST).
+
+    A model directory with the same geometry and classes gives every tensor (continue or re-run);
+    otherwise it goes through the official ``audioset_pretrain`` adaptation like an official file
+    (position embedding cut / interpolated to the new grid, fresh head), e.g. the AudioSet AST
+    (1024 frames) -> ESC-50 (512 frames).
+    """
     from htsat_jax import ast_convert
     fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(
         ckpt_lib.model_class(model_cfg)(model_cfg, rngs=nnx.Rngs(seed)))))
@@ -191,18 +196,15 @@ def _initial_ast_weights(path: str, model_cfg: ASTConfig, seed: int) -> tuple[di
         src_cfg, loaded, _ = ckpt_lib.load_weights(path)
         if not isinstance(src_cfg, ASTConfig):
             raise ValueError(f"config.init_from={path} holds an HTS-AT; config.model is an AST")
-        arch = ("embed_dim", "depth", "num_heads", "patch_size", "fstride", "tstride", "input_tdim", "input_fdim")
-        diffs = [f"{f}: {getattr(src_cfg, f)} vs {getattr(model_cfg, f)}" for f in arch
-                 if getattr(src_cfg, f) != getattr(model_cfg, f)]
-        if diffs:
-            raise ValueError(f"config.init_from={path} does not match config.model: " + "; ".join(diffs))
-        flat_init = traverse_util.flatten_dict(fresh)
-        flat_loaded = traverse_util.flatten_dict(ckpt_lib.normalise_keys(dict(loaded)))
-        new_head = src_cfg.num_classes != model_cfg.num_classes
-        out = {k: (v if new_head and k[0] == "head" else np.asarray(flat_loaded[k]).astype(v.dtype))
-               for k, v in flat_init.items()}
-        return traverse_util.unflatten_dict(out), (
-            f"initialised from {path}: every tensor" + (" but the head (class count differs)" if new_head else ""))
+        loaded = jax.tree.map(np.asarray, ckpt_lib.normalise_keys(dict(loaded)))
+        geometry = ("embed_dim", "depth", "num_heads", "patch_size", "fstride", "tstride", "input_tdim",
+                    "input_fdim", "num_classes")
+        if all(getattr(src_cfg, f) == getattr(model_cfg, f) for f in geometry):
+            return jax.tree.map(lambda f, w: w.astype(f.dtype), fresh, loaded), f"initialised from {path}: every tensor"
+        weights, report = ast_convert.import_pretrained_state_dict(
+            ast_convert.export_state_dict(loaded, src_cfg), model_cfg, fresh, source=path,
+            source_strides=(src_cfg.fstride, src_cfg.tstride), source_fdim=src_cfg.input_fdim)
+        return weights, report.summary()
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config.init_from={path!r}: no model directory (with config.json) or file there")
     weights, report = ast_convert.load_pretrained(path, model_cfg, fresh)

@@ -130,5 +130,24 @@ def test_trainer_trains_a_tiny_ast_and_exports_a_model_the_tagger_loads(syntheti
     assert out["clipwise_output"].shape == (1, num_classes)
     with pytest.raises(NotImplementedError, match="frame-wise"):
         tagger.events(clip, 22050)
-    cfg, _ = train.read_init_weights(os.path.join(workdir, "model"))  # mode=evaluate reads it back
+    cfg, trained = train.read_init_weights(os.path.join(workdir, "model"))  # mode=evaluate reads it back
     assert cfg.input_tdim == 256 and cfg.embed_dim == configlib.ast_lib.TINY["embed_dim"]
+
+    # Fine-tuning from the model dir: same geometry -> every tensor; shorter input and other classes
+    # (the AudioSet -> ESC-50 case) -> the official adaptation: blocks copied, position embedding cut
+    # to the new grid, a fresh head.
+    c.init_from = os.path.join(workdir, "model")
+    same, summary = train.initial_weights(c, cfg)
+    assert summary.endswith("every tensor")
+    np.testing.assert_array_equal(same["pos_embed"], np.asarray(trained["pos_embed"]))
+    c.model.update(dict(input_tdim=128, num_classes=5))
+    short_cfg = train.model_config(c)
+    adapted, summary = train.initial_weights(c, short_cfg)
+    assert "adapted" in summary and adapted["pos_embed"].shape == (1, short_cfg.num_tokens, cfg.embed_dim)
+    np.testing.assert_array_equal(adapted["blocks"][0]["attn"]["qkv"]["kernel"],
+                                  np.asarray(trained["blocks"][0]["attn"]["qkv"]["kernel"]))
+    grid = np.asarray(trained["pos_embed"])[0, 2:].reshape(cfg.f_dim, cfg.t_dim, -1)
+    start = cfg.t_dim // 2 - short_cfg.t_dim // 2  # official: int(src / 2) - int(new / 2)
+    np.testing.assert_array_equal(adapted["pos_embed"][0, 2:].reshape(short_cfg.f_dim, short_cfg.t_dim, -1),
+                                  grid[:, start:start + short_cfg.t_dim])
+    assert adapted["head"]["kernel"].shape[-1] == 5
