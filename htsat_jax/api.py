@@ -191,7 +191,7 @@ class AudioTagger:
 
     @property
     def sample_rate(self) -> int:
-        return self.config.sample_rate if self.is_ast else self.config.frontend.sample_rate
+        return self.config.sample_rate
 
     @property
     def max_samples(self) -> int:

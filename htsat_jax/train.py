@@ -39,7 +39,7 @@ from htsat_jax import events as events_lib
 from htsat_jax import input_pipeline, metrics, optim, sharding
 from htsat_jax.metric_writer import MetricWriter
 from htsat_jax.models.ast import ASTConfig
-from htsat_jax.models.htsat import HTSAT, HTSATConfig, sample_mixup_lambda
+from htsat_jax.models.htsat import HTSATConfig, sample_mixup_lambda
 
 ModelConfig = HTSATConfig | ASTConfig
 
@@ -163,10 +163,11 @@ def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -
     path = config.get("init_from")
     if not path:
         return None, None
+    fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(
+        ckpt_lib.model_class(model_cfg)(model_cfg, rngs=nnx.Rngs(config.seed)))))
     if isinstance(model_cfg, ASTConfig):
-        return _initial_ast_weights(path, model_cfg, int(config.seed))
+        return _initial_ast_weights(path, model_cfg, fresh)
     from htsat_jax import convert, swin_import
-    fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(HTSAT(model_cfg, rngs=nnx.Rngs(config.seed)))))
     if ckpt_lib.is_model_dir(path) or not os.path.isfile(path):
         src_cfg, loaded = read_init_weights(path)
     else:
@@ -180,7 +181,7 @@ def initial_weights(config: ml_collections.ConfigDict, model_cfg: HTSATConfig) -
     return weights, report.summary()
 
 
-def _initial_ast_weights(path: str, model_cfg: ASTConfig, seed: int) -> tuple[dict, str]:
+def _initial_ast_weights(path: str, model_cfg: ASTConfig, fresh: Mapping) -> tuple[dict, str]:
     """AST start: a model directory of this project, or a file :func:`htsat_jax.ast_convert.load_pretrained`
     reads (DeiT ImageNet ``.pth``, an official AST ``.pth``, a transformers AST).
 
@@ -190,8 +191,6 @@ def _initial_ast_weights(path: str, model_cfg: ASTConfig, seed: int) -> tuple[di
     (1024 frames) -> ESC-50 (512 frames).
     """
     from htsat_jax import ast_convert
-    fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(
-        ckpt_lib.model_class(model_cfg)(model_cfg, rngs=nnx.Rngs(seed)))))
     if ckpt_lib.is_model_dir(path):
         src_cfg, loaded, _ = ckpt_lib.load_weights(path)
         if not isinstance(src_cfg, ASTConfig):

@@ -35,6 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from htsat_jax import configlib, optim, sharding, train
+from htsat_jax.models.ast import ASTConfig
+from htsat_jax.models.htsat import HTSATConfig
+
 NUM_CLASSES = 527
 CLIP_SECONDS = 10.0
 
@@ -57,10 +61,6 @@ class Row:
 
 def model_config(name: str):
     """The papers' configurations, 527 classes."""
-    from htsat_jax import configlib
-    from htsat_jax.models.ast import ASTConfig
-    from htsat_jax.models.htsat import HTSATConfig
-
     if name == "htsat":
         fields = configlib.model_config("base").to_dict()
         fields["num_classes"] = NUM_CLASSES
@@ -68,10 +68,6 @@ def model_config(name: str):
     if name == "ast":
         return ASTConfig(num_classes=NUM_CLASSES, fstride=10, tstride=10, input_tdim=1024)
     raise ValueError(f"unknown model {name!r} (htsat, ast)")
-
-
-def input_rate(cfg) -> int:
-    return cfg.sample_rate if hasattr(cfg, "sample_rate") else cfg.frontend.sample_rate
 
 
 def device_memory_limit(memory_gib: float | None) -> int:
@@ -107,12 +103,10 @@ class Bench:
     """One model: its train state on the mesh, the jitted step and forward, abstract inputs."""
 
     def __init__(self, name: str, dtype: str, seed: int = 0):
-        from htsat_jax import configlib, optim, sharding, train
-
         self.name, self.dtype = name, dtype
         self.cfg = model_config(name)
         self.mesh = sharding.make_mesh(-1, 1)
-        self.rate = input_rate(self.cfg)
+        self.rate = self.cfg.sample_rate
         tx, schedule = optim.make_optimizer(configlib.base_config().optim, steps_per_epoch=1000, num_epochs=100)
         compute = None if dtype == "float32" else jnp.bfloat16
         self.graphdef, self.state, state_sh = train.create_train_state(self.cfg, tx, self.mesh, seed=seed,
@@ -137,7 +131,6 @@ class Bench:
                   "target": ((n, NUM_CLASSES), np.float32)}
         if abstract:
             return {k: jax.ShapeDtypeStruct(s, d, sharding=self.batch_sh) for k, (s, d) in shapes.items()}
-        from htsat_jax import sharding
         rng = np.random.default_rng(n)
         local = {"waveform": (rng.standard_normal(shapes["waveform"][0]) * 3000).astype(np.int16),
                  "target": (rng.uniform(size=shapes["target"][0]) > 0.99).astype(np.float32)}
