@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     _initialise_jax()
 
     import jax
-    from htsat_jax import train
+    from htsat_jax.training import train
 
     config = _CONFIG.value
     logging.getLogger("htsat_jax").info("process %d of %d, %d local / %d global devices (%s)",

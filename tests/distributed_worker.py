@@ -28,11 +28,11 @@ def main(process_id: int, port: int, data_dir: str, workdir: str, out: str) -> N
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from test_train import tiny_synthetic_config
-    from htsat_jax import train
+    from htsat_jax.training import train
 
     config = tiny_synthetic_config(data_dir, total_steps=3, checkpoint_every_steps=2)
     results, state = train.train_and_evaluate(config, workdir, return_state=True)
-    flat = nnx.to_flat_state(state["params"])
+    flat = nnx.to_flat_state(state.params)
     local = {"/".join(map(str, path)): np.asarray(var[...].addressable_data(0)) for path, var in flat}
     local["__step__"] = np.asarray(results["step"])
     local["__test_map__"] = np.asarray(results["test"]["mAP"])

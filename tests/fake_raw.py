@@ -349,3 +349,89 @@ class StubDownloads:
     def download_and_extract(self, url: str) -> pathlib.Path:
         self.urls.append(url)
         return self._extracted
+
+
+# ---------------------------------------------------------------------------------- FSD50K
+
+# Real FSD50K names and mids for the classes the fake clips use; the rest of the 200-row
+# vocabulary is filler. `FSD50K_VOCAB[i]` is class i (the vocabulary.csv index).
+_FSD50K_USED = {
+    3: ("Accelerating_and_revving_and_vroom", "/m/07q2z82"),
+    17: ("Animal", "/m/0jbk"),
+    40: ("Dog", "/m/0bt9lr"),
+    45: ("Domestic_animals_and_pets", "/m/068hy"),
+    69: ("Electric_guitar", "/m/02sgy"),
+    88: ("Guitar", "/m/0342h"),
+    100: ("Human_voice", "/m/09l8g"),
+    117: ("Music", "/m/04rlf"),
+    118: ("Musical_instrument", "/m/04szw"),
+    131: ("Plucked_string_instrument", "/m/0fx80y"),
+    151: ("Speech", "/m/09x0r"),
+}
+FSD50K_VOCAB: list[tuple[str, str]] = [
+    _FSD50K_USED.get(i, (f"Filler_class_{i:03d}", f"/m/fake{i:03d}")) for i in range(200)
+]
+
+
+def write_fsd50k_vocabulary(path: pathlib.Path, vocab: list[tuple[str, str]] | None = None) -> None:
+    """Headerless `index,label,mid` rows, written in a shuffled (but fixed) order: the index
+    column, not the row order, defines the class order."""
+    vocab = FSD50K_VOCAB if vocab is None else vocab
+    order = np.random.default_rng(50).permutation(len(vocab))
+    _write_text(path, "".join(f"{i},{vocab[i][0]},{vocab[i][1]}\n" for i in order))
+
+
+def fsd50k_row(fname: str, labels: list[str], split: str | None = None) -> str:
+    """One dev.csv (with `split`) or eval.csv row, with quoted label and mid lists as in the real files."""
+    mids = dict(FSD50K_VOCAB)
+    row = f'{fname},"{",".join(labels)}","{",".join(mids.get(lab, "/m/unknown") for lab in labels)}"'
+    return row + (f",{split}\n" if split is not None else "\n")
+
+
+FSD50K_DEV_HEADER = "fname,labels,mids,split\n"
+FSD50K_EVAL_HEADER = "fname,labels,mids\n"
+
+
+def make_fsd50k(root: pathlib.Path) -> dict[str, dict]:
+    """The extracted Zenodo layout: FSD50K.{dev,eval}_audio/<fname>.wav + FSD50K.ground_truth/.
+    Clips are 44.1 kHz mono 16-bit, 0.3-2.2 s. Returns {fname: {split, labels (class indices),
+    tone}} plus "__skipped__": {split: {path: reason prefix}}."""
+    names = [n for n, _ in FSD50K_VOCAB]
+    guitar = ["Electric_guitar", "Guitar", "Plucked_string_instrument", "Musical_instrument", "Music"]
+    dog = ["Dog", "Domestic_animals_and_pets", "Animal"]
+    speech = ["Speech", "Human_voice"]
+    dev = [
+        # fname, labels, split, tone (None: bad file, see below)
+        ("64760", guitar, "train", Tone(440.0, (0.5,), 1.3, 44100)),
+        ("1001", dog, "train", Tone(1000.0, (0.4,), 13231 / 44100, 44100)),  # 0.3 s + 1 frame: ceil matters
+        ("1002", speech, "val", Tone(700.0, (0.6,), 1.0, 44100)),
+        ("1003", ["Music"], "train", None),  # listed, no file
+        ("1004", guitar[1:], "val", None),  # truncated
+        ("1005", ["Accelerating_and_revving_and_vroom", "Music"], "train", Tone(300.0, (0.5,), 2.2, 44100)),
+    ]
+    evaluation = [
+        ("2001", ["Music", "Musical_instrument"], Tone(1500.0, (0.3,), 2.2, 44100)),
+        ("2002", dog, None),  # corrupt
+        ("2003", speech, Tone(2000.0, (0.5,), 0.3, 44100)),
+    ]
+    gt = root / "FSD50K.ground_truth"
+    write_fsd50k_vocabulary(gt / "vocabulary.csv")
+    _write_text(gt / "dev.csv", FSD50K_DEV_HEADER + "".join(fsd50k_row(f, labs, s) for f, labs, s, _ in dev))
+    _write_text(gt / "eval.csv", FSD50K_EVAL_HEADER + "".join(fsd50k_row(f, labs) for f, labs, _ in evaluation))
+    split_names = {"train": "train", "val": "validation"}
+    expected: dict[str, dict] = {}
+    clips = [(f, labs, split_names[s], t, "FSD50K.dev_audio") for f, labs, s, t in dev]
+    clips += [(f, labs, "test", t, "FSD50K.eval_audio") for f, labs, t in evaluation]
+    for fname, labels, split, tone, folder in clips:
+        if tone is not None:
+            write_tone(root / folder / f"{fname}.wav", tone)
+            expected[fname] = {"split": split, "labels": sorted(names.index(x) for x in labels), "tone": tone}
+    write_truncated(root / "FSD50K.dev_audio" / "1004.wav")
+    write_corrupt(root / "FSD50K.eval_audio" / "2002.wav")
+    (root / "FSD50K.metadata").mkdir()  # present in the release, not read
+    expected["__skipped__"] = {
+        "train": {"FSD50K.dev_audio/1003.wav": "missing file"},
+        "validation": {"FSD50K.dev_audio/1004.wav": "truncated"},
+        "test": {"FSD50K.eval_audio/2002.wav": "unreadable audio"},
+    }
+    return expected

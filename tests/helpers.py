@@ -10,7 +10,7 @@ from conftest import FIXTURES
 @functools.lru_cache(maxsize=None)
 def tiny_checkpoint():
     """(config, weights) of the official tiny fixture checkpoint, converted once per session."""
-    from htsat_jax import convert
+    from htsat_jax.convert import torch_htsat as convert
 
     return convert.load_torch_checkpoint(str(FIXTURES / "tiny" / "htsat_tiny.ckpt"))
 

@@ -22,7 +22,9 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from htsat_jax import AudioTagger, ast_convert, checkpoint, kaldi_fbank  # noqa: E402
+from htsat_jax import AudioTagger, checkpoint  # noqa: E402
+from htsat_jax.convert import ast as ast_convert
+from htsat_jax.models import kaldi_fbank
 from htsat_jax.convert import CheckpointError  # noqa: E402
 from htsat_jax.models import ast as ast_lib  # noqa: E402
 
@@ -232,7 +234,7 @@ def test_transformers_layouts_are_accepted(tiny, tmp_path):
     ref.save_pretrained(tmp_path / "hf")  # config.json + model.safetensors
     transformers.ASTFeatureExtractor(max_length=128, mean=-1.5, std=3.0).save_pretrained(tmp_path / "hf")
     tagger = AudioTagger.from_checkpoint(str(tmp_path / "hf"))
-    assert tagger.is_ast and tagger.names[3] == "sound_3"
+    assert tagger.module.NAME == "ast" and tagger.names[3] == "sound_3"
     assert (tagger.config.norm_mean, tagger.config.norm_std) == (-1.5, 3.0)  # from preprocessor_config.json
     torch.save(ref.state_dict(), tmp_path / "pytorch_model.bin")
     cfg_bin, w_bin = ast_convert.load_ast_checkpoint(str(tmp_path / "pytorch_model.bin"), input_tdim=128)
@@ -356,7 +358,7 @@ def test_model_dir_round_trip_and_tagging(tiny, tmp_path):
 
     tagger = AudioTagger.from_checkpoint(str(out_dir), batch_size=2)
     from_pth = AudioTagger.from_checkpoint(str(path))  # official .pth detected by its keys
-    assert from_pth.is_ast and tagger.sample_rate == 16000
+    assert from_pth.module.NAME == "ast" and tagger.sample_rate == 16000
     x16 = _signal(1.0, seed=4)
     out = tagger(x16, SR)
     assert set(out) == {"clipwise_output", "logits", "latent_output"} and out["clipwise_output"].shape == (1, 7)
@@ -367,9 +369,9 @@ def test_model_dir_round_trip_and_tagging(tiny, tmp_path):
     np.testing.assert_allclose(tagger(x22, 22050)["clipwise_output"], out["clipwise_output"], atol=2e-2)
     assert tagger.top_tags(out["clipwise_output"], k=2)[0][0][0].startswith("class_")
 
-    with pytest.raises(NotImplementedError, match="AST has no frame-wise output; use an HTS-AT model for events"):
+    with pytest.raises(NotImplementedError, match="the ast model has no frame-wise output; AudioTagger.events needs one"):
         tagger.events(x16, SR)
-    with pytest.raises(NotImplementedError, match="AST has no frame-wise output"):
+    with pytest.raises(NotImplementedError, match="the ast model has no frame-wise output"):
         tagger.embed(x16, SR)
     from htsat_jax import AudioInputError
 

@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from htsat_jax import averaging
+from htsat_jax.training import averaging
 from htsat_jax import checkpoint as ckpt_lib
 from htsat_jax.models.htsat import TINY, HTSAT, HTSATConfig
 
@@ -150,12 +150,14 @@ def test_workdir_best_steps_and_top_k(tmp_path):
     out = str(tmp_path / "avg")
     assert load_tool("average_checkpoints").main([out, str(workdir), "--top", "2"]) == 0
     # Without the exported model/ (a run still going), the architecture comes from the experiment
-    # config and the class count from the stored head.
+    # config (its model_name and model fields, the class count it states).
     import shutil
-    from htsat_jax import configlib
+    from configs import common
     shutil.rmtree(workdir / "model")
+    experiment = common.load("demo.py")
+    experiment.model.num_classes = 5
     with open(workdir / "config.json", "w") as f:
-        f.write(configlib.base_config("tiny").to_json_best_effort(indent=2))
+        f.write(experiment.to_json_best_effort(indent=2))
     (_, config, _, names), = averaging.weights_from_source(str(workdir / "best"), top=1)
     assert config == CFG and names is None
     _, got, meta = ckpt_lib.load_weights(out)
@@ -166,7 +168,10 @@ def test_workdir_best_steps_and_top_k(tmp_path):
 
 
 def test_evaluate_ensemble_end_to_end(synthetic_tiny_dir, tmp_path):
-    from htsat_jax import input_pipeline, sharding, train
+    from htsat_jax.data import experiment
+    from htsat_jax.evaluation import evaluator
+    from htsat_jax.training import sharding
+    from htsat_jax.training import train
 
     cfg = HTSATConfig(num_classes=10, **{**TINY, "depths": (1, 1, 1, 1)})
     model_dirs = []
@@ -190,17 +195,19 @@ def test_evaluate_ensemble_end_to_end(synthetic_tiny_dir, tmp_path):
     # Independently: each model's test predictions, their mean, score() -> the reported numbers.
     config = tool._CONFIG.value
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-    _, spec = input_pipeline.open_source(**train._data_kwargs(config), split="test")
-    settings = train.eval_settings(config, cfg, spec, None)
+    _, spec = experiment.open_split(config, "test")
+    settings = evaluator.make_settings(config, cfg, spec, None)
     preds = []
     for path in model_dirs:
-        _, weights = train.read_init_weights(path)
+        _, weights, _ = train.read_model(path)
         graphdef, state, sh = train.create_train_state(cfg, optax.identity(), mesh, seed=0, init_weights=weights)
-        predict = jax.jit(train.make_predict_fn(graphdef, frame_outputs=True),
-                          in_shardings=(sh, sharding.batch_sharding(mesh)), out_shardings=sharding.replicated(mesh))
-        preds.append(train.collect_predictions(lambda b: predict(state, b), train.make_eval_data(config, "test"), mesh))
+        predict = jax.jit(evaluator.make_predict_fn(graphdef, data_rate=32000, model_rate=32000, frame_outputs=True),
+                          in_shardings=(sh.params, sh.rest, sharding.batch_sharding(mesh)),
+                          out_shardings=sharding.replicated(mesh))
+        preds.append(evaluator.collect_predictions(lambda w: predict(state.params, state.rest, w),
+                                                   experiment.make_eval_data(config, "test", max_events=config.eval_max_events), mesh))
     for entry, p in zip(saved["models"], preds):
-        assert entry["test"]["mAP"] == pytest.approx(train.score(p, settings)["mAP"], abs=1e-12)
+        assert entry["test"]["mAP"] == pytest.approx(evaluator.score(p, settings)["mAP"], abs=1e-12)
     mean = {**preds[0], "clipwise": ((preds[0]["clipwise"].astype(np.float64) + preds[1]["clipwise"]) / 2
                                      ).astype(np.float32)}
-    assert saved["ensemble"]["test"]["mAP"] == pytest.approx(train.score(mean, settings)["mAP"], abs=1e-12)
+    assert saved["ensemble"]["test"]["mAP"] == pytest.approx(evaluator.score(mean, settings)["mAP"], abs=1e-12)

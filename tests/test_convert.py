@@ -5,7 +5,9 @@ import pytest
 
 from conftest import FIXTURES
 from helpers import inputs, tiny_checkpoint
-from htsat_jax import AudioTagger, CheckpointError, checkpoint, convert
+from htsat_jax import AudioTagger, CheckpointError, checkpoint
+from htsat_jax.convert import __main__ as convert_cli
+from htsat_jax.convert import torch_htsat as convert
 
 torch = pytest.importorskip("torch")
 TINY_CKPT = FIXTURES / "tiny" / "htsat_tiny.ckpt"
@@ -101,7 +103,7 @@ def test_cli_writes_a_directory_every_entry_point_restores(tmp_path, capsys):
     out = tmp_path / "converted"
     classes = tmp_path / "classes.csv"
     classes.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},Thing {i}\n" for i in range(10)))
-    assert convert.main(["torch-htsat", str(TINY_CKPT), str(out), "--class_names", str(classes)]) == 0
+    assert convert_cli.main(["torch-htsat", str(TINY_CKPT), str(out), "--class_names", str(classes)]) == 0
     printed = capsys.readouterr().out
     assert "converted: 112 tensors" in printed and "head.weight" in printed
     config, weights, meta = checkpoint.load_weights(str(out))
@@ -112,10 +114,10 @@ def test_cli_writes_a_directory_every_entry_point_restores(tmp_path, capsys):
     np.testing.assert_allclose(got["clipwise_output"], ref["clipwise_output"], atol=3e-6)
     assert tagger.top_tags(got["clipwise_output"], k=1)[0][0][0].startswith("Thing ")
     # Refuses to overwrite, and a wrong class list is an error, both with exit code 2.
-    assert convert.main(["torch-htsat", str(TINY_CKPT), str(out)]) == 2
+    assert convert_cli.main(["torch-htsat", str(TINY_CKPT), str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
     classes.write_text("a\nb\n")
-    assert convert.main(["torch-htsat", str(TINY_CKPT), str(tmp_path / "o2"), "--class_names", str(classes)]) == 2
+    assert convert_cli.main(["torch-htsat", str(TINY_CKPT), str(tmp_path / "o2"), "--class_names", str(classes)]) == 2
     assert "lists 2 classes" in capsys.readouterr().err
 
 

@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from htsat_jax import events as events_lib
-from htsat_jax import metrics, predict, synthetic
+from htsat_jax.inference import events as events_lib
+from htsat_jax.evaluation import metrics
+from htsat_jax.inference import predict
+from htsat_jax.data import synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_STREAM = 2  # the synthetic_events builder's test split (seed 0)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from htsat_jax import train
+from htsat_jax.training import train
 from test_train import tiny_synthetic_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,7 +53,7 @@ def test_two_processes_train_together(synthetic_tiny_dir, tmp_path):
     # The same global batches in one process (8 simulated devices) give the same parameters.
     config = tiny_synthetic_config(synthetic_tiny_dir, total_steps=3, checkpoint_every_steps=2)
     _, state = train.train_and_evaluate(config, str(tmp_path / "single"), return_state=True)
-    for path, var in nnx.to_flat_state(state["params"]):
+    for path, var in nnx.to_flat_state(state.params):
         key = "/".join(map(str, path))
         assert_trained_params_close(p0[key], np.asarray(var[...]), key)
 

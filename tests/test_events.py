@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from htsat_jax.events import framewise_to_events, step_seconds
+from htsat_jax.inference.events import framewise_to_events
+from htsat_jax.models.htsat import frame_seconds as step_seconds
 from htsat_jax.models.htsat import HTSATConfig
 
 
@@ -30,14 +31,14 @@ def test_runs_become_events_with_onsets_offsets_and_scores():
 
 
 def test_median_filter_size_in_frames_is_odd():
-    from htsat_jax.events import median_filter_size
+    from htsat_jax.inference.events import median_filter_size
 
     assert median_filter_size(0.5, 0.01) == 51 and median_filter_size(0.3, 0.01) == 31
     assert median_filter_size(0.04, 0.01) == 5 and median_filter_size(0, 0.01) == 1
 
 
 def test_median_filter_removes_a_one_block_blip_and_fills_a_one_block_gap():
-    from htsat_jax.events import detect_events
+    from htsat_jax.inference.events import detect_events
 
     frames = np.zeros((1001, 2))
     frames[500:531, 0] = 0.9     # a lone 31-frame (one HTS-AT block) blip

@@ -19,8 +19,9 @@ import soundfile as sf
 
 from conftest import FIXTURES, SHARED
 from helpers import inputs, tiny_checkpoint
-from htsat_jax import AudioTagger, checkpoint, export
-from htsat_jax.api import OUTPUT_NAMES, resample
+from htsat_jax import AudioTagger, checkpoint
+from htsat_jax.inference import export
+from htsat_jax.inference.tagger import OUTPUT_NAMES, resample
 from htsat_jax.models.htsat import HTSATConfig
 
 ATOL = 1e-4
@@ -65,7 +66,7 @@ def _assert_close(got, ref, atol=ATOL):
 def test_export_frontend_equals_the_model_frontend():
     import jax
 
-    from htsat_jax import frontend
+    from htsat_jax.models import frontend
 
     x = np.concatenate([inputs()["waveform_32k"][:, :50000], _speech_clip()[None, :50000]])
     for cfg in (frontend.AUDIOSET_FRONTEND, frontend.SPEECH_COMMANDS_FRONTEND):
@@ -92,7 +93,7 @@ def test_metadata(tagger, exported):
     meta = export.read_metadata(info["path"])
     assert meta["class_names"] == tagger.names and meta["sample_rate"] == SR and meta["num_samples"] == 320000
     assert meta["output_names"] == list(OUTPUT_NAMES) and meta["clipwise_activation"] == "sigmoid"
-    assert HTSATConfig.from_dict(meta["htsat_config"]) == tagger.config
+    assert HTSATConfig.from_dict(meta["model_config"]) == tagger.config
     assert info["bytes"] > 1e6 and info["opset"] == export.DEFAULT_OPSET
 
 

@@ -1,4 +1,4 @@
-"""grain input pipelines (htsat_jax.input_pipeline) on tiny generated TFDS datasets."""
+"""grain input pipelines (htsat_jax.data.pipeline) on tiny generated TFDS datasets."""
 
 import dataclasses
 import os
@@ -8,8 +8,8 @@ import grain
 import numpy as np
 import pytest
 
-from htsat_jax import input_pipeline as ip
-from htsat_jax import synthetic
+from htsat_jax.data import pipeline as ip
+from htsat_jax.data import synthetic
 
 # The fake builders live in a helper package next to this file (TFDS builders must be
 # defined inside a package); make it importable however pytest set up sys.path.

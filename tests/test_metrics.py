@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from htsat_jax import metrics
-from htsat_jax.events import Event
+from htsat_jax.evaluation import metrics
+from htsat_jax.inference.events import Event
 
 
 def by_file(rows):
@@ -293,25 +293,6 @@ def _random_case(rng, files=6, classes="ABCD"):
             det += [(f"f{f}.wav", on, off, c) for on, off in spans(int(rng.integers(0, 5)), -0.5, 11.0)]
     gt += [("f0.wav", 0.0, 0.5 + i, c) for i, c in enumerate(classes) if not any(r[3] == c for r in gt)]
     return gt, det, {f"f{f}.wav": 10.0 for f in range(files)}
-
-
-def test_matches_psds_eval_when_installed():
-    psds_eval = pytest.importorskip("psds_eval")
-    pd = pytest.importorskip("pandas")
-    cols = ["filename", "onset", "offset", "event_label"]
-    cases = [(CASE_GT, CASE_DET, CASE_DURATIONS)]
-    cases += [_random_case(np.random.default_rng(seed)) for seed in range(30)]
-    for gt, det, durations in cases:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pandas deprecations and a 0/0 inside psds_eval
-            evaluator = psds_eval.PSDSEval(0.5, 0.5, 0.3, ground_truth=pd.DataFrame(gt, columns=cols),
-                                           metadata=pd.DataFrame(list(durations.items()),
-                                                                 columns=["filename", "duration"]))
-            ref_macro, ref_f = evaluator.compute_macro_f_score(pd.DataFrame(det, columns=cols))
-        ours = metrics.event_f1(by_file(gt), by_file(det), durations, class_names="ABCD",
-                                nan_for_zero_tp=True)
-        np.testing.assert_allclose([ours["f1"][c] for c in "ABCD"], [ref_f[c] for c in "ABCD"], rtol=1e-12)
-        np.testing.assert_allclose(ours["macro_f1"], ref_macro, rtol=1e-12)
 
 
 def test_clip_events_f1_thresholds_frame_maps():

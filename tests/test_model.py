@@ -40,7 +40,7 @@ def test_long_input_eval_averages_official_crops(tiny_model):
     x = jnp.asarray(np.concatenate([inputs()["waveform_32k"], inputs()["waveform_32k"][:, :64000]], 1))
     frames = 1 + x.shape[1] // 320  # 1201
     crop, hop = (frames - 1) // 2, (frames - 1) // 4
-    from htsat_jax import frontend
+    from htsat_jax.models import frontend
     from htsat_jax.models.htsat import stretch_time, to_image
 
     graphdef, state = nnx.split(tiny_model)

@@ -10,7 +10,9 @@ import pytest
 
 from conftest import FIXTURES, SHARED, require
 from helpers import inputs, run, tiny_checkpoint, to_official_layout
-from htsat_jax import checkpoint, convert, frontend
+from htsat_jax import checkpoint
+from htsat_jax.convert import torch_htsat as convert
+from htsat_jax.models import frontend
 from htsat_jax.models.htsat import HTSATConfig, count_parameters
 
 

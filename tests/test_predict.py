@@ -10,7 +10,12 @@ import pytest
 import soundfile as sf
 
 from conftest import SHARED
-from htsat_jax import api, checkpoint, events, predict, windowing
+from htsat_jax import checkpoint
+from htsat_jax.inference import tagger as api
+from htsat_jax.inference import events
+from htsat_jax.inference import predict
+from htsat_jax.inference import windowing
+from htsat_jax.models import htsat_windows
 from htsat_jax.models.htsat import TINY, HTSATConfig
 
 FSDD = SHARED / "data" / "fsdd_speechcommands_subset"
@@ -37,16 +42,16 @@ def test_stretch_taps_equal_official_tile_then_stretch():
     for frames in (1001, 301, 700, 1024, 2):
         x = rng.normal(size=(1, frames, 3)).astype(np.float32)
         ref = np.asarray(stretch_time(jnp.tile(jnp.asarray(x), (1, 1024 // frames, 1)), 1024))[0]
-        idx, w = windowing.stretch_taps(frames, 1024)
+        idx, w = htsat_windows.stretch_taps(frames, 1024)
         np.testing.assert_allclose((x[0][idx] * w[..., None]).sum(1), ref, atol=2e-6)
 
 
 def test_buffer_gives_the_recordings_own_frames():
     import jax.numpy as jnp
 
-    from htsat_jax import frontend
+    from htsat_jax.models import frontend
 
-    spec = windowing.WindowSpec.from_seconds(CONFIG)
+    spec = htsat_windows.WindowSpec.from_seconds(CONFIG)
     x = np.random.default_rng(1).normal(size=40000).astype(np.float32) * 0.1
     own = np.asarray(frontend.log_mel(jnp.asarray(x[None]), CONFIG.frontend))[0]
     buffered = np.asarray(frontend.log_mel(jnp.asarray(spec.buffer(x)[None]), CONFIG.frontend))[0]
@@ -54,21 +59,21 @@ def test_buffer_gives_the_recordings_own_frames():
 
 
 def test_windows_cover_the_recording_with_one_shape():
-    spec = windowing.WindowSpec.from_seconds(CONFIG, 10.0, 5.0)
+    spec = htsat_windows.WindowSpec.from_seconds(CONFIG, 10.0, 5.0)
     assert spec.starts(320000) == [0] and spec.starts(100000) == [0]
     starts = spec.starts(25 * SR + 77)
     assert starts == [0, 160000, 320000, 480000 + 0]  # the last one ends at the end (whole hops)
     assert spec.starts(23 * SR) == [0, 160000, 320000, 416000]
     with pytest.raises(ValueError, match="longer than the model's input"):
-        windowing.WindowSpec.from_seconds(CONFIG, 11.0, 5.0)
+        htsat_windows.WindowSpec.from_seconds(CONFIG, 11.0, 5.0)
     with pytest.raises(ValueError, match="hop_s=12"):
-        windowing.WindowSpec.from_seconds(CONFIG, 10.0, 12.0)
+        htsat_windows.WindowSpec.from_seconds(CONFIG, 10.0, 12.0)
 
 
 @pytest.mark.parametrize("seconds,on,off", [(47.3, 12.34, 14.9), (23.0, 9.2, 17.75), (3.0, 1.0, 2.0)])
 def test_stitched_window_maps_give_events_at_absolute_times(seconds, on, off):
     """Window maps built with the model's step -> time mapping come back as events at the true times."""
-    spec = windowing.WindowSpec.from_seconds(CONFIG, 10.0, 5.0)
+    spec = htsat_windows.WindowSpec.from_seconds(CONFIG, 10.0, 5.0)
     n = int(seconds * SR)
     starts = spec.starts(n)
     frames = spec.num_frames(min(n, spec.window))
@@ -79,7 +84,7 @@ def test_stitched_window_maps_give_events_at_absolute_times(seconds, on, off):
         fmap[:, 0] = (t >= on) & (t < off)
         fmap[:, 1] = 0.2  # never above threshold
         maps.append(fmap)
-    stitched = windowing.stitch(maps, starts, n, spec)
+    stitched = htsat_windows.stitch(maps, starts, n, spec)
     assert stitched.shape == (1 + n // HOP, 2)
     found = events.detect_events(stitched, spec.seconds_per_frame, ["a", "b"], threshold=0.5, max_seconds=n / SR)
     assert [e.label for e in found] == ["a"]
@@ -92,7 +97,7 @@ def test_stitched_window_maps_give_events_at_absolute_times(seconds, on, off):
 def test_window_frames_average_the_copies_of_a_tiled_window():
     fmap = np.zeros((1024, 1))
     fmap[:512] = 1.0  # first half of the stretched input = first of two copies
-    local = windowing.window_frames(fmap, 512)
+    local = htsat_windows.window_frames(fmap, 512)
     np.testing.assert_allclose(local[:, 0], 0.5)
 
 
@@ -128,17 +133,18 @@ def _energy_model(tagger: api.AudioTagger):
     """
     target = tagger.config.target_frames
 
-    def run_windows(items):
-        fw = np.zeros((len(items), target, tagger.config.num_classes), np.float32)
-        for j, (buf, frames) in enumerate(items):
+    def run_windows(windows, rows):
+        fw = np.zeros((len(rows), target, tagger.config.num_classes), np.float32)
+        for j, row in enumerate(rows):
+            buf, frames = row["buffer"], int(row["taps"].max()) + 1  # the stretch reads every frame
             tiled = (target // frames) * frames
             q = np.round(np.arange(target) * (tiled - 1) / (target - 1)).astype(int) % frames
             rms = np.array([np.sqrt(np.mean(buf[max(0, c * HOP - HOP // 2):c * HOP + HOP // 2] ** 2) + 1e-12)
                             for c in range(frames)])
             fw[j, :, 0] = (rms[q] > 0.05).astype(np.float32)
         return {"framewise_output": fw, "clipwise_output": fw.max(axis=1),
-                "latent_output": np.zeros((len(items), 4), np.float32),
-                "frame_features": np.zeros((len(items), 32, 4), np.float32)}
+                "latent_output": np.zeros((len(rows), 4), np.float32),
+                "frame_features": np.zeros((len(rows), 32, 4), np.float32)}
 
     tagger._run_windows = run_windows
     return tagger

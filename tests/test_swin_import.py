@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, require
-from htsat_jax import CheckpointError, checkpoint, convert, swin_import
+from htsat_jax import CheckpointError, checkpoint
+from htsat_jax.convert import torch_htsat as convert
+from htsat_jax.convert import swin_imagenet as swin_import
 from htsat_jax.models.htsat import TINY, HTSATConfig
 
 torch = pytest.importorskip("torch")
@@ -186,7 +188,7 @@ def test_other_files_are_refused(tmp_path):
 def test_trainer_initial_weights_takes_the_swin_path():
     import ml_collections
 
-    from htsat_jax import train
+    from htsat_jax.training import train
 
     assert train.initial_weights(ml_collections.ConfigDict({"init_from": None, "seed": 0}), CONFIG) == (None, None)
     config = ml_collections.ConfigDict({"init_from": str(SWIN_PTH), "seed": 3})

@@ -1,11 +1,11 @@
-"""Synthetic sound-event scenes (htsat_jax.synthetic) and their TFDS builder."""
+"""Synthetic sound-event scenes (htsat_jax.data.synthetic) and their TFDS builder."""
 
 import time
 
 import numpy as np
 import pytest
 
-from htsat_jax import synthetic
+from htsat_jax.data import synthetic
 
 SR = synthetic.DEFAULT_SAMPLE_RATE
 

@@ -14,7 +14,11 @@ import torch
 from flax import nnx
 
 from htsat_jax import checkpoint as ckpt_lib
-from htsat_jax import configlib, optim, sharding, train
+from htsat_jax.models import base
+from htsat_jax.training import optim
+from htsat_jax.training import sharding
+from htsat_jax.training import train
+from htsat_jax.models import htsat
 from htsat_jax.models.htsat import HTSATConfig, TINY
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +70,7 @@ def test_lr_schedule_is_the_official_epoch_lambda():
 
 
 def test_optimizer_is_adamw_with_global_norm_clipping():
-    o = configlib.base_config().optim
+    o = load_config("audioset").optim
     tx, _ = optim.make_optimizer(o, steps_per_epoch=1, num_epochs=1)
     params = {"w": jnp.ones((3,)), "b": jnp.ones(())}
     grads = {"w": jnp.array([30.0, 40.0, 0.0]), "b": jnp.array(0.0)}  # norm 50 -> clipped to 1
@@ -100,9 +104,10 @@ def test_losses_match_torch():
 
 def _run_steps(mesh, steps=2, batch=8):
     model_cfg = HTSATConfig(num_classes=5, **{**TINY, "depths": (1, 1, 1, 1)})
-    tx, schedule = optim.make_optimizer(configlib.base_config().optim, steps_per_epoch=1, num_epochs=4)
+    tx, schedule = optim.make_optimizer(load_config("audioset").optim, steps_per_epoch=1, num_epochs=4)
     graphdef, state, state_sh = train.create_train_state(model_cfg, tx, mesh, seed=3)
-    step_fn = jax.jit(train.make_train_step(graphdef, tx, schedule, loss_type="clip_bce", mixup_alpha=0.5),
+    step_fn = jax.jit(train.make_train_step(graphdef, tx, schedule, loss_type="clip_bce", mixup_alpha=0.5,
+                                            data_rate=32000, model_rate=32000),
                       in_shardings=(state_sh, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
                       out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=(0,))
     rng = np.random.default_rng(0)
@@ -112,7 +117,7 @@ def _run_steps(mesh, steps=2, batch=8):
                  "target": (rng.uniform(size=(batch, 5)) > 0.6).astype(np.float32)}
         state, m = step_fn(state, sharding.global_batch(local, mesh), jax.random.key(7))
         losses.append(float(m["loss"]))
-    host = jax.tree.map(np.asarray, {"params": state["params"], "rest": state["rest"]})
+    host = jax.tree.map(np.asarray, {"params": state.params, "rest": state.rest})
     return losses, nnx.to_pure_dict(host["params"]), nnx.to_pure_dict(host["rest"]), state
 
 
@@ -122,9 +127,9 @@ def test_data_parallel_and_fsdp_match_one_device():
     dp = _run_steps(sharding.make_mesh(-1, 1))
     fsdp = _run_steps(sharding.make_mesh(2, 4))
     # FSDP really splits parameters (and their Adam moments) over the fsdp axis.
-    specs = [leaf.sharding.spec for leaf in jax.tree.leaves(fsdp[3]["params"])]
+    specs = [leaf.sharding.spec for leaf in jax.tree.leaves(fsdp[3].params)]
     assert any("fsdp" in tuple(s) for s in specs)
-    mu_specs = [leaf.sharding.spec for leaf in jax.tree.leaves(fsdp[3]["opt_state"])]
+    mu_specs = [leaf.sharding.spec for leaf in jax.tree.leaves(fsdp[3].opt_state)]
     assert any("fsdp" in tuple(s) for s in mu_specs)
     for name, other in (("8-way data parallel", dp), ("data 2 x fsdp 4", fsdp)):
         np.testing.assert_allclose(other[0], one[0], rtol=1e-5, err_msg=name)
@@ -156,7 +161,7 @@ def four_step_run(synthetic_tiny_dir, tmp_path_factory):
 
 def test_training_loop_writes_checkpoints_metrics_and_results(four_step_run):
     workdir, results, state = four_step_run
-    assert int(state["step"]) == 4 and results["step"] == 4 and not results["stopped_early"]
+    assert int(state.step) == 4 and results["step"] == 4 and not results["stopped_early"]
     saved = json.load(open(os.path.join(workdir, "eval_results.json")))
     test = saved["test"]
     assert test["num_examples"] == 8
@@ -174,7 +179,7 @@ def test_training_loop_writes_checkpoints_metrics_and_results(four_step_run):
     tagger = AudioTagger.from_checkpoint(os.path.join(workdir, "model"))
     assert tagger.class_names[0] == "pure_tone"
     _, weights, _ = ckpt_lib.load_weights(os.path.join(workdir, "model"))
-    np.testing.assert_array_equal(np.asarray(weights["bn0"]["mean"]), np.asarray(state["rest"]["bn0"]["mean"][...]))
+    np.testing.assert_array_equal(np.asarray(weights["bn0"]["mean"]), np.asarray(state.rest["bn0"]["mean"][...]))
 
 
 def test_rerun_resumes_and_matches_uninterrupted_run(four_step_run, synthetic_tiny_dir, tmp_path):
@@ -182,35 +187,40 @@ def test_rerun_resumes_and_matches_uninterrupted_run(four_step_run, synthetic_ti
     workdir = str(tmp_path / "resumed")
     first = train.train_and_evaluate(tiny_synthetic_config(synthetic_tiny_dir, total_steps=2, plot_events=1),
                                      workdir, return_state=True)[1]
-    assert int(first["step"]) == 2
+    assert int(first.step) == 2
     second = train.train_and_evaluate(tiny_synthetic_config(synthetic_tiny_dir, plot_events=1), workdir,
                                       return_state=True)[1]
-    assert int(second["step"]) == 4
-    for a, b in zip(jax.tree.leaves(straight["params"]), jax.tree.leaves(second["params"])):
+    assert int(second.step) == 4
+    for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(second.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    for a, b in zip(jax.tree.leaves(straight["opt_state"]), jax.tree.leaves(second["opt_state"])):
+    for a, b in zip(jax.tree.leaves(straight.opt_state), jax.tree.leaves(second.opt_state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_init_from_replaces_the_head_when_classes_differ(tmp_path):
     source_cfg = HTSATConfig(num_classes=7, **TINY)
     source = ckpt_lib.build_model(source_cfg, seed=1)
-    ckpt_lib.save_model(str(tmp_path / "src"), source)
-    src_cfg, loaded = train.read_init_weights(str(tmp_path / "src"))
+    src = str(tmp_path / "src")
+    ckpt_lib.save_model(src, source)
+    src_cfg, loaded, _ = train.read_model(src)
     target_cfg = HTSATConfig(num_classes=3, **TINY)
     fresh = nnx.to_pure_dict(nnx.state(ckpt_lib.build_model(target_cfg, seed=2)))
-    merged, report = train.merge_init_weights(fresh, src_cfg, target_cfg, loaded, "src")
+    merged, report = base.init_from_model_dir(src, target_cfg, fresh, arch_fields=htsat.ARCH_FIELDS, head=htsat.HEAD)
     assert report.reinitialised == ["tscam_conv/bias", "tscam_conv/kernel"]
     np.testing.assert_array_equal(merged["tscam_conv"]["kernel"], fresh["tscam_conv"]["kernel"])
     np.testing.assert_array_equal(merged["patch_embed"]["proj"]["kernel"],
                                   np.asarray(loaded["patch_embed"]["proj"]["kernel"]))
+    # The model's init_from (what config.init_from calls) does the same.
+    via_module, summary = htsat.init_from(src, target_cfg, fresh)
+    assert "2 left at their initial values (tscam_conv/bias, tscam_conv/kernel)" in summary
+    np.testing.assert_array_equal(via_module["patch_embed"]["proj"]["kernel"], merged["patch_embed"]["proj"]["kernel"])
     # Same class count: everything is taken.
-    _, report = train.merge_init_weights(
-        nnx.to_pure_dict(nnx.state(ckpt_lib.build_model(source_cfg, seed=2))), src_cfg, source_cfg, loaded, "src")
+    _, report = base.init_from_model_dir(src, source_cfg, nnx.to_pure_dict(nnx.state(ckpt_lib.build_model(
+        source_cfg, seed=2))), arch_fields=htsat.ARCH_FIELDS, head=htsat.HEAD)
     assert not report.reinitialised
     other = HTSATConfig(num_classes=3, **{**TINY, "embed_dim": 32})
     with pytest.raises(ValueError, match="embed_dim: checkpoint 16 vs config 32"):
-        train.merge_init_weights(fresh, src_cfg, other, loaded, "src")
+        htsat.init_from(src, other, fresh)
 
 
 def test_configs_load_and_follow_the_official_recipe():

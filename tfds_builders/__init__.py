@@ -35,6 +35,7 @@ DATASETS: dict[str, str] = {
     "audioset": "tfds_builders.audioset",
     "desed": "tfds_builders.desed",
     "synthetic_events": "tfds_builders.synthetic_events",
+    "fsd50k": "tfds_builders.fsd50k",
 }
 
 

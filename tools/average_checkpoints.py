@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from tqdm import tqdm
 
-    from htsat_jax import averaging
+    from htsat_jax.training import averaging
     from htsat_jax import checkpoint as ckpt_lib
 
     out = os.path.abspath(os.path.expanduser(args.out))

@@ -3,7 +3,7 @@ r"""ONNX export of HTS-AT: file size and ONNX Runtime CPU latency per 10 s clip,
     python tools/bench_export.py --variant base --batch 1 8
     python tools/bench_export.py --checkpoint models/htsat_audioset --batch 1 8 --output htsat.onnx
 
-Exports the model (``htsat_jax.export.export_onnx``, dynamic batch, log-mel frontend inside),
+Exports the model (``htsat_jax.inference.export.export_onnx``, dynamic batch, log-mel frontend inside),
 then times, per batch size, ONNX Runtime on CPU for each ``--threads`` (intra-op threads, default
 all cores) x ``--spinning`` (ORT's busy-waiting of idle threads, default on as in ORT) setting,
 and the jitted JAX ``AudioTagger`` forward on the same random 10 s clips, and prints the largest
@@ -49,8 +49,8 @@ def main() -> None:
     import jax
 
     from bench_infer import make_tagger  # same model choice as the JAX inference benchmark
-    from htsat_jax import export
-    from htsat_jax.api import OUTPUT_NAMES
+    from htsat_jax.inference import export
+    from htsat_jax.inference.tagger import OUTPUT_NAMES
     from htsat_jax.models.htsat import count_parameters
 
     args.seconds = 10.0

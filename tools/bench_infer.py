@@ -25,14 +25,12 @@ import numpy as np
 
 
 def make_tagger(args):
-    from htsat_jax import AudioTagger, checkpoint, configlib
-    from htsat_jax.models.htsat import HTSATConfig
+    from htsat_jax import AudioTagger, checkpoint
+    from htsat_jax.models import htsat
 
     if args.checkpoint:
         return AudioTagger.from_checkpoint(args.checkpoint, batch_size=max(args.batch))
-    fields = configlib.model_config(args.variant).to_dict()
-    fields["num_classes"] = 527
-    model = checkpoint.build_model(HTSATConfig.from_dict(fields), seed=0)
+    model = checkpoint.build_model(htsat.Config(**{**htsat.VARIANTS[args.variant], "num_classes": 527}), seed=0)
     return AudioTagger(model, batch_size=max(args.batch))
 
 

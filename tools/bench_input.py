@@ -1,7 +1,7 @@
 """Throughput of the grain train pipeline (clips/s) with N reader threads / worker processes.
 
 By default it builds the synthetic_events dataset (10 s clips at 32 kHz, int16) into a
-temporary directory and reads it back through ``htsat_jax.input_pipeline``; pass
+temporary directory and reads it back through ``htsat_jax.data.pipeline``; pass
 ``--data_dir`` (and ``--dataset`` / ``--builder_config``) to measure a prepared dataset.
 
     .venv/bin/python tools/bench_input.py                         # threads 0,1,2,4,8
@@ -62,7 +62,7 @@ def warm_page_cache(data_dir: str) -> None:
 
 def raw_source_rate(args, builder_config: str | None, data_dir: str) -> float:
     """Records/s of plain sequential ``source[i]`` reads (read + decompress + parse)."""
-    from htsat_jax import input_pipeline
+    from htsat_jax.data import pipeline as input_pipeline
 
     source, _ = input_pipeline.open_source(args.dataset, data_dir=data_dir, split=args.split,
                                            builder_config=builder_config)
@@ -76,7 +76,7 @@ def raw_source_rate(args, builder_config: str | None, data_dir: str) -> float:
 def measure(args, builder_config: str | None, data_dir: str, num_threads: int,
             num_workers: int) -> tuple[float, float, int]:
     """Returns (seconds to the first batch, clips/s over the timed batches, bytes per clip)."""
-    from htsat_jax import input_pipeline
+    from htsat_jax.data import pipeline as input_pipeline
 
     start = time.perf_counter()
     iterator = input_pipeline.make_train_iterator(
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
         else:
             data_dir, builder_config = args.data_dir, args.builder_config
 
-        from htsat_jax import input_pipeline
+        from htsat_jax.data import pipeline as input_pipeline
 
         tfds_dir = input_pipeline.tfds_name(args.dataset, builder_config).split("/")[0]
         warm_page_cache(os.path.join(data_dir, tfds_dir))

@@ -3,7 +3,7 @@ r"""Train-step throughput and peak memory of HTS-AT on whatever backend is prese
     python tools/bench_train.py --variant base --batch 32 128 --dtype float32 bfloat16
     python tools/bench_train.py --variant tiny --batch 8 --steps 5          # quick CPU check
 
-Runs the trainer's own jitted step (``htsat_jax.train.make_train_step``: frontend, SpecAugment,
+Runs the trainer's own jitted step (``htsat_jax.training.train.make_train_step``: frontend, SpecAugment,
 mixup, backbone, BCE, AdamW) on random 10 s int16 clips split over every local device, and
 prints one row per (batch, dtype): compile seconds, seconds per step, clips/s, and peak device
 memory (GPU/TPU allocator peak; on CPU the process's peak resident memory). The last column is
@@ -31,17 +31,21 @@ def peak_memory_gib() -> float:
 
 
 def bench(variant: str, batch: int, dtype: str, steps: int, fsdp: int, seconds: float) -> dict:
-    from htsat_jax import configlib, optim, sharding, train
-    from htsat_jax.models.htsat import HTSATConfig
+    from configs import common
+    from htsat_jax.models import htsat
+    from htsat_jax.training import optim
+    from htsat_jax.training import sharding
+    from htsat_jax.training import train
 
-    fields = configlib.model_config(variant).to_dict()
-    fields["num_classes"] = 527
-    model_cfg = HTSATConfig.from_dict(fields)
+    model_cfg = htsat.Config(**{**htsat.VARIANTS[variant], "num_classes": 527})
     mesh = sharding.make_mesh(-1, fsdp)
-    tx, schedule = optim.make_optimizer(configlib.base_config().optim, steps_per_epoch=1000, num_epochs=100)
+    recipe = common.load("htsat/audioset.py", f"variant={variant}")  # the official AdamW recipe
+    tx, schedule = optim.make_optimizer(recipe.optim, steps_per_epoch=1000, num_epochs=100)
     graphdef, state, state_sh = train.create_train_state(
         model_cfg, tx, mesh, seed=0, dtype=None if dtype == "float32" else jnp.bfloat16)
-    step = jax.jit(train.make_train_step(graphdef, tx, schedule, loss_type="clip_bce", mixup_alpha=0.5),
+    rate = model_cfg.sample_rate
+    step = jax.jit(train.make_train_step(graphdef, tx, schedule, loss_type="clip_bce", mixup_alpha=0.5,
+                                         data_rate=rate, model_rate=rate),
                    in_shardings=(state_sh, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
                    out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=(0,))
     rng = np.random.default_rng(0)
@@ -59,7 +63,7 @@ def bench(variant: str, batch: int, dtype: str, steps: int, fsdp: int, seconds: 
         state, m = step(state, data, key)
     jax.block_until_ready((state, m))
     per_step = (time.perf_counter() - t0) / steps
-    params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
+    params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     return {"variant": variant, "params_M": params / 1e6, "batch": batch, "dtype": dtype,
             "compile_s": compile_s, "step_s": per_step, "clips_per_s": batch / per_step,
             "peak_mem_GiB": peak_memory_gib(), "loss": float(m["loss"])}

@@ -9,7 +9,7 @@ Both models get the same batch of random 10 s clips (int16 PCM, each at its mode
 
 * parameters (trainable);
 * forward clips/s: the jitted eval forward (``AudioTagger`` path, no gradients);
-* train-step clips/s: the trainer's own step (``htsat_jax.train.make_train_step``: frontend,
+* train-step clips/s: the trainer's own step (``htsat_jax.training.train.make_train_step``: frontend,
   SpecAugment, mixup, forward, BCE, AdamW with clipping);
 * train-step memory: XLA's own figure for the compiled step (arguments + outputs + temporaries −
   donated/aliased buffers), the same measure on every backend; on GPU/TPU also the allocator peak;
@@ -34,10 +34,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
-from htsat_jax import configlib, optim, sharding, train
-from htsat_jax.models.ast import ASTConfig
-from htsat_jax.models.htsat import HTSATConfig
+from htsat_jax import models
+from htsat_jax.training import sharding
+from htsat_jax.training import train
 
 NUM_CLASSES = 527
 CLIP_SECONDS = 10.0
@@ -60,14 +62,10 @@ class Row:
 
 
 def model_config(name: str):
-    """The papers' configurations, 527 classes."""
-    if name == "htsat":
-        fields = configlib.model_config("base").to_dict()
-        fields["num_classes"] = NUM_CLASSES
-        return HTSATConfig.from_dict(fields)
-    if name == "ast":
-        return ASTConfig(num_classes=NUM_CLASSES, fstride=10, tstride=10, input_tdim=1024)
-    raise ValueError(f"unknown model {name!r} (htsat, ast)")
+    """A registered model's ``base`` variant (the papers' configurations), 527 classes."""
+    module = models.get(name)
+    fields = {**module.Config().to_dict(), **module.VARIANTS["base"], "num_classes": NUM_CLASSES}
+    return models.config_from_dict(fields, name=name)
 
 
 def device_memory_limit(memory_gib: float | None) -> int:
@@ -107,22 +105,24 @@ class Bench:
         self.cfg = model_config(name)
         self.mesh = sharding.make_mesh(-1, 1)
         self.rate = self.cfg.sample_rate
-        tx, schedule = optim.make_optimizer(configlib.base_config().optim, steps_per_epoch=1000, num_epochs=100)
+        # The HTS-AT recipe's optimiser for every model (AdamW 1e-3, weight decay 0.05, clip 1.0).
+        tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3, weight_decay=0.05))
+        schedule = optax.constant_schedule(1e-3)
         compute = None if dtype == "float32" else jnp.bfloat16
         self.graphdef, self.state, state_sh = train.create_train_state(self.cfg, tx, self.mesh, seed=seed,
                                                                        dtype=compute)
-        self.params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.state["params"]))
+        self.params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.state.params))
         self.batch_sh = sharding.batch_sharding(self.mesh)
         self.repl = sharding.replicated(self.mesh)
         self.step = jax.jit(train.make_train_step(self.graphdef, tx, schedule, loss_type="clip_bce",
-                                                  mixup_alpha=0.5),
+                                                  mixup_alpha=0.5, data_rate=self.rate, model_rate=self.rate),
                             in_shardings=(state_sh, self.batch_sh, self.repl),
                             out_shardings=(state_sh, self.repl), donate_argnums=(0,))
-        graphdef = self.graphdef
+        graphdef, module = self.graphdef, models.module_of(self.cfg)
 
         def forward(state, waveform):
-            model = train.merged_model(graphdef, state)
-            return model(waveform.astype(jnp.float32) / train.PCM_SCALE, infer_mode=True)["clipwise_output"]
+            model = nnx.merge(graphdef, state.params, state.rest)
+            return module.infer(model, waveform.astype(jnp.float32) / 32768.0)["clipwise_output"]
 
         self.forward = jax.jit(forward, in_shardings=(state_sh, self.batch_sh), out_shardings=self.repl)
 
@@ -204,10 +204,9 @@ def print_table(rows: list[Row]) -> None:
         mb = f"{r.max_batch:9d}" if r.max_batch is not None else f"{'-':>9}"
         print(f"{r.model:6} {r.params_m:7.2f}M {r.batch:5d} {r.dtype:>8} {r.fwd_clips_s:11.2f} {r.train_clips_s:13.2f} "
               f"{r.step_gib:8.2f} {peak} {gfl} {mb}")
-    by = {r.model: r for r in rows}
-    if "htsat" in by and "ast" in by:
-        h, a = by["htsat"], by["ast"]
-        print(f"\nHTS-AT / AST: parameters {h.params_m / a.params_m:.2f}x, forward speed "
+    h = rows[0]
+    for a in rows[1:]:
+        print(f"\n{h.model} / {a.model}: parameters {h.params_m / a.params_m:.2f}x, forward speed "
               f"{h.fwd_clips_s / a.fwd_clips_s:.2f}x, train speed {h.train_clips_s / a.train_clips_s:.2f}x, "
               f"step memory {h.step_gib / a.step_gib:.2f}x"
               + (f", largest batch {h.max_batch / a.max_batch:.2f}x" if h.max_batch and a.max_batch else ""))
@@ -215,7 +214,8 @@ def print_table(rows: list[Row]) -> None:
 
 def main(argv: list[str] | None = None) -> list[Row]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["htsat", "ast"], choices=["htsat", "ast"])
+    p.add_argument("--models", nargs="+", default=["htsat", "ast"], choices=models.names(),
+                   help="registered model names (their base variants); ratios are the first against each other")
     p.add_argument("--batch", type=int, default=8, help="clips per step (global, split over the devices)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--steps", type=int, default=3, help="timed calls after the compiling one")

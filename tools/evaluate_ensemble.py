@@ -78,7 +78,7 @@ def main(argv: list[str]) -> dict:
                         stream=sys.stderr, force=True)
     for noisy in ("absl", "jax._src", "orbax", "tensorflow_datasets", "grain"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from htsat_jax import averaging
+    from htsat_jax.training import averaging
 
     return averaging.evaluate_ensemble(_CONFIG.value, _WORKDIR.value, _MODELS.value, top=_TOP.value)
 

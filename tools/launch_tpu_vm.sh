@@ -9,9 +9,11 @@
 #   tools/launch_tpu_vm.sh stop     NAME ZONE                         # SIGTERM: checkpoint and exit
 #   tools/launch_tpu_vm.sh delete   NAME ZONE
 #
-# WORKDIR and --config.data_dir must be the same shared folder on every worker: mount a GCS
-# bucket with gcsfuse (setup does it when BUCKET=... is set: /mnt/BUCKET on every worker) or use
-# Filestore/NFS. Needs the gcloud CLI, authenticated.
+# WORKDIR and --config.data_dir must be the same place for every worker. Give gs:// paths directly
+# (gs://BUCKET/runs/x, gs://BUCKET/tfds): everything the trainer reads and writes goes through
+# etils.epath / orbax / TFDS, which speak GCS (setup installs gcsfs for that). A gcsfuse mount
+# (BUCKET=... at setup: /mnt/BUCKET on every worker) or Filestore/NFS works too. Needs the gcloud
+# CLI, authenticated.
 set -euo pipefail
 
 cmd=${1:?usage: $0 create|setup|train|logs|stop|delete NAME ZONE ...}
@@ -39,7 +41,8 @@ case "$cmd" in
     ssh_all "mkdir -p ~/$REMOTE_DIR && tar -C ~/$REMOTE_DIR -xzf ~/htsat-jax.tgz && cd ~/$REMOTE_DIR && \
       python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt && \
       .venv/bin/pip install -q 'jax[tpu]==$(grep '^jax==' "$here/requirements.txt" | cut -d= -f3)' && \
-      .venv/bin/pip install -q --no-deps -e . && .venv/bin/python -c 'import jax; print(jax.devices())'"
+      .venv/bin/pip install -q gcsfs && .venv/bin/pip install -q --no-deps -e . && \
+      .venv/bin/python -c 'import jax; print(jax.devices())'"
     if [[ -n "${BUCKET:-}" ]]; then
       ssh_all "(command -v gcsfuse || (export GCSFUSE_REPO=gcsfuse-\$(lsb_release -c -s) && \
         echo deb https://packages.cloud.google.com/apt \$GCSFUSE_REPO main | sudo tee /etc/apt/sources.list.d/gcsfuse.list && \
@@ -50,8 +53,8 @@ case "$cmd" in
     fi
     ;;
   train)
-    config=${1:?config, e.g. configs/audioset.py}
-    workdir=${2:?workdir on the shared mount, e.g. /mnt/BUCKET/htsat_audioset}
+    config=${1:?config, e.g. configs/htsat/audioset.py}
+    workdir=${2:?workdir, e.g. gs://BUCKET/runs/htsat_audioset}
     shift 2
     # --distributed: jax.distributed.initialize() discovers the pod's workers by itself.
     ssh_all "cd ~/$REMOTE_DIR && nohup .venv/bin/python -m htsat_jax.main --distributed \

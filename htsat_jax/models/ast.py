@@ -1,7 +1,7 @@
 """AST: the Audio Spectrogram Transformer (Gong, Chung & Glass, Interspeech 2021), as the official
 code (``YuanGongND/ast``, ``src/models/ast_models.py`` + ``src/dataloader.py``) defines it.
 
-Waveform ``(B, samples)`` at 16 kHz -> Kaldi log fbank ``(B, frames, 128)`` (``htsat_jax.kaldi_fbank``)
+Waveform ``(B, samples)`` at 16 kHz -> Kaldi log fbank ``(B, frames, 128)`` (``htsat_jax.models.kaldi_fbank``)
 -> zero-pad / crop to ``input_tdim`` frames -> ``(x - mean) / (2 std)`` (AudioSet statistics)
 -> (SpecAugment, mixup when training) -> image ``(B, 128 freq, T time)`` -> 16x16 patches with
 stride ``(fstride, tstride)`` (overlapping for stride < 16; 10 in the paper's best model)
@@ -12,25 +12,26 @@ dim 768, 12 heads, MLP 3072, exact GELU, qkv bias, LayerNorm eps 1e-6) -> final 
 Where paper and code differ the code wins; each place says so in a comment. Parameter names
 follow the official module (``patch_embed``, ``cls_token``, ``dist_token``, ``pos_embed``,
 ``blocks[i].{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}``, ``norm``; the official
-``mlp_head.0`` / ``mlp_head.1`` are ``head_norm`` / ``head``), so :mod:`htsat_jax.ast_convert`
+``mlp_head.0`` / ``mlp_head.1`` are ``head_norm`` / ``head``), so :mod:`htsat_jax.convert.ast`
 maps keys one to one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from htsat_jax import kaldi_fbank
+from htsat_jax.models import kaldi_fbank
 from htsat_jax.models import swin
-from htsat_jax.models.htsat import LOSS_TYPES, mixup, sample_mixup_lambda  # noqa: F401 (re-exported)
+from htsat_jax.models.htsat import LOSS_TYPES, mixup
 
-MODEL_TYPE = "ast"
+NAME = "ast"
+MODEL_TYPE = NAME
 # The official DeiT backbone keeps timm's ImageNet classifiers ``v.head`` and ``v.head_dist``
 # (1000 classes each) inside the model although the AST forward never uses them.
 DEIT_IMAGENET_CLASSES = 1000
@@ -77,11 +78,9 @@ class ASTConfig:
     # (eps 1e-5). transformers' AST uses config.layer_norm_eps (default 1e-12) for all of them.
     layer_norm_eps: float = 1e-6
     head_norm_eps: float = 1e-5
-    # Rate of the waveform the model takes; None = the fbank's 16 kHz. Data stored at another rate
-    # (AudioSet / ESC-50 are built at 32 kHz for HTS-AT) is resampled on device before the fbank.
-    input_sample_rate: int | None = None
-    # Written to config.json so a model directory says which model it holds.
+    # Written to config.json by directories made before ``model_name`` was stored (see htsat_jax.models).
     model_type: str = MODEL_TYPE
+    model_name: ClassVar[str] = NAME
 
     def __post_init__(self):
         if isinstance(self.fbank, Mapping):
@@ -129,8 +128,9 @@ class ASTConfig:
 
     @property
     def sample_rate(self) -> int:
-        """Rate of the waveform the model takes (``input_sample_rate``, else the fbank's)."""
-        return self.input_sample_rate or self.fbank.sample_rate
+        """Rate of the waveform the model takes: the fbank's (16 kHz). Data stored at another rate is
+        resampled by the data side (on device in the trainer, soxr in the tagger)."""
+        return self.fbank.sample_rate
 
     @property
     def num_features(self) -> int:
@@ -152,6 +152,8 @@ class ASTConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ASTConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        # Directories written before the model rate was the model's stored the data's rate here.
+        d = {k: v for k, v in d.items() if k != "input_sample_rate"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown ASTConfig fields {unknown}; known fields: {sorted(known)}")
@@ -304,7 +306,6 @@ class AST(nnx.Module):
         frames, then ``(x - mean) / (2 std)``.
         """
         c = self.config
-        waveform = kaldi_fbank.resample_fft(waveform, c.sample_rate, c.fbank.sample_rate)
         fb = kaldi_fbank.fbank(waveform, c.fbank)
         fb = kaldi_fbank.pad_or_crop(fb, c.input_tdim, 0.0)
         return kaldi_fbank.normalise(fb, c.norm_mean, c.norm_std)
@@ -429,3 +430,95 @@ def official_parameter_count(config: ASTConfig) -> int:
     (2 x (768 x 1000 + 1000) = 1,538,000), i.e. 88,132,063 for the paper's AudioSet model."""
     d = config.embed_dim
     return expected_parameter_count(config) + 2 * (d * DEIT_IMAGENET_CLASSES + DEIT_IMAGENET_CLASSES)
+
+
+# ============================================================================ the model contract
+# (htsat_jax.models): what the trainer, the tagger, export and the tools use.
+
+Config = ASTConfig
+Model = AST
+VARIANTS: dict[str, dict[str, Any]] = {"base": {}, "tiny": TINY}
+# The classifier (official ``mlp_head``): re-initialised when fine-tuning to another class count.
+HEAD = ("head_norm", "head")
+# Geometry a model directory must share with the config to give every tensor as it is.
+GEOMETRY = ("embed_dim", "depth", "num_heads", "patch_size", "fstride", "tstride", "input_tdim", "input_fdim",
+            "num_classes")
+
+
+def frame_seconds(config: ASTConfig, num_samples: int) -> None:
+    """The AST has no frame-level output."""
+    return None
+
+
+def input_limits(config: ASTConfig) -> tuple[int, int]:
+    """At least one fbank frame; at most ``input_tdim`` frames (the official code would silently crop)."""
+    fb = config.fbank
+    return fb.window_length, fb.samples_for_frames(config.input_tdim)
+
+
+def infer(model: AST, waveform: jax.Array) -> dict[str, jax.Array]:
+    """The official evaluation: short audio zero-padded to ``input_tdim`` fbank frames."""
+    return model(waveform)
+
+
+def windows(config: ASTConfig, window_s: float = 10.0, hop_s: float = 5.0) -> None:
+    """No frame-level output, so no windowed analysis (clip tags only)."""
+    return None
+
+
+def export_forward(model: AST, num_samples: int) -> None:
+    """ONNX export is not built for the AST."""
+    return None
+
+
+def can_load(path: str) -> bool:
+    """An official AST ``.pth``, a transformers AST file or ``save_pretrained`` folder."""
+    import os
+
+    from htsat_jax.convert import ast as ast_convert
+    from htsat_jax.convert.common import CheckpointError
+
+    if os.path.isdir(path):
+        return ast_convert.is_hf_model_dir(path)
+    if path.endswith(".safetensors"):
+        return True
+    try:
+        return ast_convert.is_ast_object(ast_convert.convert.read_torch_file(path))
+    except CheckpointError:
+        return False
+
+
+def load(path: str, *, loss_type: str | None = None, **kwargs) -> tuple[ASTConfig, dict, list[str] | None]:
+    """A released AST -> ``(config, weights, class names or None)`` (see ``convert.ast.load_ast_checkpoint``)."""
+    from htsat_jax.convert import ast as ast_convert
+
+    config, weights, report = ast_convert.load_ast_checkpoint(path, loss_type=loss_type, return_report=True, **kwargs)
+    return config, weights, report.class_names
+
+
+def init_from(path: str, config: ASTConfig, fresh: Mapping, *, seed: int = 0) -> tuple[dict, str]:
+    """Training start: a model directory of the same geometry and classes gives every tensor;
+    otherwise (another length or class count, an official / transformers AST, a DeiT ImageNet
+    ``.pth``) the official ``audioset_pretrain`` adaptation: position embedding cut / interpolated
+    to the new grid, fresh head (e.g. the AudioSet AST, 1024 frames -> ESC-50, 512 frames)."""
+    import os
+
+    from htsat_jax import checkpoint as ckpt_lib
+    from htsat_jax.convert import ast as ast_convert
+    from htsat_jax.models import base
+
+    if base.is_model_dir(path):
+        src_cfg, loaded, _ = ckpt_lib.load_weights(path)
+        if type(src_cfg) is not ASTConfig:
+            raise ValueError(f"init_from={path} holds a {type(src_cfg).__name__}; config.model is an AST")
+        if all(getattr(src_cfg, f) == getattr(config, f) for f in GEOMETRY):
+            weights, report = base.merge_weights(fresh, loaded, source=path)
+            return weights, report.summary()
+        weights, report = ast_convert.import_pretrained_state_dict(
+            ast_convert.export_state_dict(jax.tree.map(np.asarray, loaded), src_cfg), config, fresh, source=path,
+            source_strides=(src_cfg.fstride, src_cfg.tstride), source_fdim=src_cfg.input_fdim)
+        return weights, report.summary()
+    if not os.path.isfile(path) and not os.path.isdir(path):
+        raise FileNotFoundError(f"init_from={path!r}: no model directory (with config.json) or file there")
+    weights, report = ast_convert.load_pretrained(path, config, fresh)
+    return weights, report.summary()

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from htsat_jax import frontend as frontend_lib
+from htsat_jax.models import frontend as frontend_lib
 from htsat_jax.models import swin
 
+NAME = "htsat"
 LOSS_TYPES = ("clip_bce", "clip_ce")
 
 
@@ -38,6 +39,7 @@ class SpecAugmentConfig:
 class HTSATConfig:
     """Architecture and frontend of one HTS-AT model. Defaults are the paper's AudioSet model."""
 
+    model_name: ClassVar[str] = NAME
     num_classes: int = 527
     embed_dim: int = 96
     depths: tuple[int, ...] = (2, 2, 6, 2)
@@ -226,11 +228,6 @@ def mixup(x: jax.Array, lam: jax.Array) -> jax.Array:
     return lam * x + (1.0 - lam) * x[::-1]
 
 
-def sample_mixup_lambda(key: jax.Array, batch: int, alpha: float = 0.5) -> jax.Array:
-    """Per-sample ``Beta(alpha, alpha)`` mixing weights ``(batch,)``."""
-    return jax.random.beta(key, alpha, alpha, (batch,))
-
-
 # ----------------------------------------------------------------------------- the model
 
 
@@ -415,3 +412,109 @@ class HTSAT(nnx.Module):
 def count_parameters(model: HTSAT) -> int:
     """Number of trainable parameters (``nnx.Param`` leaves)."""
     return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+# ============================================================================ the model contract
+# (htsat_jax.models): what the trainer, the tagger, export and the tools use.
+
+Config = HTSATConfig
+Model = HTSAT
+VARIANTS: dict[str, dict[str, Any]] = {"base": {}, "tiny": TINY}
+# Tensors of the token-semantic head: re-initialised when fine-tuning to another class count
+# (the official fine-tuning pops ``head.*`` and ``tscam_conv.*``).
+HEAD = ("tscam_conv",)
+# Fields that must agree between a checkpoint and the config it initialises.
+ARCH_FIELDS = ("embed_dim", "depths", "num_heads", "window_size", "spec_size", "patch_size",
+               "patch_stride", "mlp_ratio", "frontend")
+
+
+def frame_seconds(config: HTSATConfig, num_samples: int) -> float:
+    """Seconds between consecutive ``framewise_output`` steps for an input of ``num_samples`` (no
+    tiling): the ``T`` log-mel frames are stretched onto ``target_frames`` steps, so step ``k`` sits
+    at frame ``k (T - 1) / (target_frames - 1)``."""
+    frames = config.frontend.num_frames(num_samples)
+    return (frames - 1) / (config.target_frames - 1) * config.frontend.hop_length / config.frontend.sample_rate
+
+
+def input_limits(config: HTSATConfig) -> tuple[int, int]:
+    """The official forward takes more than ``n_fft // 2`` samples and at most ``2 target + 1`` frames."""
+    fe = config.frontend
+    return fe.n_fft // 2 + 1, (2 * config.target_frames + 1) * fe.hop_length - 1
+
+
+def infer(model: HTSAT, waveform: jax.Array) -> dict[str, jax.Array]:
+    """The official inference forward: ``infer_mode`` (tile short inputs) up to ``target_frames``
+    frames, the eval path (half-length crops, averaged) beyond."""
+    c = model.config
+    return model(waveform, infer_mode=c.frontend.num_frames(waveform.shape[1]) <= c.target_frames)
+
+
+def windows(config: HTSATConfig, window_s: float = 10.0, hop_s: float = 5.0):
+    """Windows of the official inference (tile + bicubic stretch), see ``htsat_windows``."""
+    from htsat_jax.models import htsat_windows
+
+    return htsat_windows.WindowSpec.from_seconds(config, window_s, hop_s)
+
+
+def export_forward(model: HTSAT, num_samples: int):
+    """The ONNX-lowerable inference forward on ``(batch, num_samples)``: the official ``infer_mode``
+    path with the slice-framed log-mel of ``htsat_jax.inference.export`` (same values)."""
+    from htsat_jax.inference import export
+
+    fe, target = model.config.frontend, model.config.target_frames
+    if num_samples <= fe.n_fft // 2:
+        raise ValueError(f"num_samples {num_samples} is too short: the frontend needs more than "
+                         f"{fe.n_fft // 2} samples ({fe.n_fft / 2 / fe.sample_rate * 1000:.0f} ms)")
+    if fe.num_frames(num_samples) > target:
+        longest = target * fe.hop_length - 1
+        raise ValueError(f"num_samples {num_samples} ({num_samples / fe.sample_rate:.2f} s) is too long for the "
+                         f"inference path: at most {longest} samples ({longest / fe.sample_rate:.2f} s); "
+                         "export 10 s windows and cut longer audio into windows")
+
+    def forward(waveform: jax.Array) -> dict[str, jax.Array]:
+        return model.forward_logmel(export.log_mel(waveform, fe), train=False, infer_mode=True)
+
+    return forward
+
+
+def can_load(path: str) -> bool:
+    """An official HTS-AT (or Swin ImageNet, which ``load`` refuses with its own message) torch file."""
+    from htsat_jax.convert import torch_htsat
+
+    return torch_htsat.looks_like_htsat(path)
+
+
+def load(path: str, *, loss_type: str | None = None, **kwargs) -> tuple[HTSATConfig, dict, None]:
+    """An official PyTorch HTS-AT checkpoint -> ``(config, weights, class names: None)``."""
+    from htsat_jax.convert import torch_htsat
+
+    config, weights = torch_htsat.load_torch_checkpoint(path, loss_type=loss_type, **kwargs)
+    return config, weights, None
+
+
+def init_from(path: str, config: HTSATConfig, fresh: Mapping, *, seed: int = 0) -> tuple[dict, str]:
+    """Training start: a model directory or an official ``.ckpt`` gives every tensor (the head stays
+    fresh when the class count differs); a Swin ImageNet ``.pth`` initialises the backbone."""
+    import os
+
+    from htsat_jax.convert import swin_imagenet, torch_htsat
+    from htsat_jax.models import base
+
+    if base.is_model_dir(path):
+        weights, report = base.init_from_model_dir(path, config, fresh, arch_fields=ARCH_FIELDS, head=HEAD)
+        return weights, report.summary()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"init_from={path!r}: no model directory (with config.json) or checkpoint file there")
+    obj = torch_htsat.read_torch_file(path)  # read once, then dispatch on its layout
+    if swin_imagenet.is_swin_state(obj):
+        weights, report = swin_imagenet.import_swin_state_dict(
+            swin_imagenet.swin_state_from_object(obj, path), config, fresh, source=path)
+        return weights, report.summary()
+    src_cfg, loaded = torch_htsat.convert_torch_object(obj, path)
+    diffs = [f"{f}: checkpoint {getattr(src_cfg, f)} vs config {getattr(config, f)}"
+             for f in ARCH_FIELDS if getattr(src_cfg, f) != getattr(config, f)]
+    if diffs:
+        raise ValueError(f"init_from={path} does not match config.model: " + "; ".join(diffs))
+    keep = HEAD if src_cfg.num_classes != config.num_classes else ()
+    weights, report = base.merge_weights(fresh, loaded, source=path, keep_fresh=keep)
+    return weights, report.summary()

@@ -1,6 +1,6 @@
 """Synthetic sound-event scenes as a TFDS dataset (``synthetic_events``); importing registers it."""
 
-from tfds_builders.synthetic_events.synthetic_events import (
+from htsat_jax.data.synthetic_dataset import (
     CLASS_NAMES,
     SAMPLE_RATE,
     SyntheticEvents,

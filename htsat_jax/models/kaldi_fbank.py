@@ -184,28 +184,6 @@ def fbank(waveform: jax.Array, config: KaldiFbankConfig = AST_FBANK) -> jax.Arra
     return jnp.log(jnp.maximum(mel, LOG_FLOOR))
 
 
-def resample_fft(waveform: jax.Array, orig_rate: int, target_rate: int) -> jax.Array:
-    """Band-limited resampling on device: ``(batch, n)`` at ``orig_rate`` -> ``(batch, m)``.
-
-    Keeps the spectrum below the lower Nyquist frequency and drops the rest (an ideal low-pass,
-    as ``scipy.signal.resample``), so a model trained at 16 kHz can read data stored at 32 kHz
-    without a second copy of the dataset. The signal is treated as periodic: the first and last
-    few milliseconds see a little of each other, which the fbank's 25 ms frames barely notice.
-    """
-    if orig_rate == target_rate:
-        return waveform
-    n = waveform.shape[-1]
-    m = int(round(n * target_rate / orig_rate))
-    spec = jnp.fft.rfft(waveform, axis=-1)
-    keep = min(spec.shape[-1], m // 2 + 1)
-    spec = spec[..., :keep]
-    if m % 2 == 0 and m < n:
-        # irfft counts the new Nyquist bin once, every other bin twice (as +f and -f): double it so
-        # a component there keeps its amplitude (scipy.signal.resample does the same).
-        spec = spec.at[..., -1].multiply(2.0)
-    return jnp.fft.irfft(spec, n=m, axis=-1) * (m / n)
-
-
 def pad_or_crop(fb: jax.Array, target_length: int, value: float = 0.0) -> jax.Array:
     """``(B, T, F)`` -> ``(B, target_length, F)``: append ``value`` frames or keep the first frames.
 

@@ -6,18 +6,28 @@ from typing import Sequence
 
 import numpy as np
 
-from htsat_jax import frontend as frontend_lib
-from htsat_jax.events import Event
+from htsat_jax.inference.events import Event
 
 
-def plot_event_map(path: str, waveform: np.ndarray, frontend: frontend_lib.FrontendConfig,
+def display_log_mel(waveform: np.ndarray, sample_rate: int, n_mels: int = 64) -> np.ndarray:
+    """``(frames, n_mels)`` dB log-mel for display (10 ms hop, whatever model made the frame map)."""
+    import librosa
+
+    hop = max(1, sample_rate // 100)
+    mel = librosa.feature.melspectrogram(y=np.asarray(waveform, np.float32), sr=sample_rate,
+                                         n_fft=4 * hop if 4 * hop >= 64 else 64, hop_length=hop,
+                                         n_mels=n_mels, fmin=50.0, fmax=sample_rate / 2)
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10).T
+
+
+def plot_event_map(path: str, waveform: np.ndarray, sample_rate: int,
                    framewise: np.ndarray, seconds_per_step: float, class_names: Sequence[str], *,
                    truth: Sequence[Event] = (), detections: Sequence[Event] = (), top_k: int = 5,
                    title: str = "") -> None:
     """Write ``path``: log-mel (top), per-class probability rows of the ``top_k`` classes (bottom).
 
     Args:
-      waveform: ``(samples,)`` float in [-1, 1] at ``frontend.sample_rate``.
+      waveform: ``(samples,)`` float in [-1, 1] at ``sample_rate``.
       framewise: ``(steps, classes)`` probabilities; step ``k`` is at ``k * seconds_per_step``.
       truth / detections: events drawn as outlined (truth) and filled (detected) bars.
     """
@@ -25,10 +35,8 @@ def plot_event_map(path: str, waveform: np.ndarray, frontend: frontend_lib.Front
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import jax.numpy as jnp
-
-    logmel = np.asarray(frontend_lib.log_mel(jnp.asarray(waveform[None], jnp.float32), frontend))[0]
-    seconds = waveform.shape[0] / frontend.sample_rate
+    logmel = display_log_mel(waveform, sample_rate)
+    seconds = waveform.shape[0] / sample_rate
     wanted = {e.label for e in truth} | {e.label for e in detections}
     order = list(np.argsort(-framewise.max(axis=0)))
     shown = [c for c in order if class_names[c] in wanted]
@@ -59,5 +67,7 @@ def plot_event_map(path: str, waveform: np.ndarray, frontend: frontend_lib.Front
     ax_map.set_xlabel("time (s)" + (f"   {legend}" if legend else ""))
     ax_map.set_xlim(0, seconds)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from htsat_jax.utils import paths
+    with paths.path(path).open("wb") as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)

@@ -29,20 +29,19 @@ shapes either: default ``embed_dim // 64`` (every DeiT size), override with ``nu
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
 import math
 import os
 import re
-import sys
 from typing import Any, Mapping
 
 import numpy as np
+from flax import traverse_util
 
-from htsat_jax import convert
-from htsat_jax.convert import CheckpointError, ConversionReport
+from htsat_jax.convert import torch_htsat as convert
+from htsat_jax.convert.common import CheckpointError, ConversionReport, normalise_keys
 from htsat_jax.models.ast import (DEIT_IMAGENET_CLASSES, OFFICIAL_NORM_STATS, OFFICIAL_SPEC_AUGMENT, OFFICIAL_TDIMS,
                                   ASTConfig)
 
@@ -127,12 +126,13 @@ def from_flax_layout(key: str, value: np.ndarray) -> np.ndarray:
 def export_state_dict(weights: Mapping, config: ASTConfig, *, with_deit_heads: bool = False) -> dict[str, np.ndarray]:
     """This project's AST weights -> official keys (no ``module.``); DeiT heads zero if asked for."""
     sd = {}
+    flat = traverse_util.flatten_dict(normalise_keys(weights))
     for key, shape in official_key_shapes(config, with_deit_heads=with_deit_heads).items():
         path = flax_path(key)
         if path is None:
             sd[key] = np.zeros(shape, np.float32)
         else:
-            sd[key] = np.ascontiguousarray(from_flax_layout(key, np.asarray(convert._get(weights, path))))
+            sd[key] = np.ascontiguousarray(from_flax_layout(key, np.asarray(flat[path])))
     return sd
 
 
@@ -449,9 +449,9 @@ def convert_state_dict(sd: Mapping[str, np.ndarray], config: ASTConfig, *, path:
             continue
         if not np.all(np.isfinite(value)):
             raise CheckpointError(f"{path}: key {key!r} contains NaN or inf")
-        convert._set(out, flax_path(key), np.ascontiguousarray(to_flax_layout(key, value)).astype(dtype))
+        out[flax_path(key)] = np.ascontiguousarray(to_flax_layout(key, value)).astype(dtype)
         report.converted.append(key)
-    return out
+    return traverse_util.unflatten_dict(out)
 
 
 def convert_ast_object(obj: Any, path: str, *, hf_config: Mapping | None = None, fstride: int | None = None,
@@ -465,7 +465,7 @@ def convert_ast_object(obj: Any, path: str, *, hf_config: Mapping | None = None,
     kind = source_kind(sd)
     if kind == "deit":
         raise CheckpointError(f"{path} is a timm DeiT/ViT ImageNet state dict (keys cls_token, pos_embed, blocks.*), "
-                              "not an AST: it initialises training (htsat_jax.ast_convert.load_pretrained)")
+                              "not an AST: it initialises training (htsat_jax.convert.ast.load_pretrained)")
     if kind is None:
         raise CheckpointError(f"{path}: not an AST checkpoint: no 'module.v.cls_token', 'v.cls_token' or "
                               f"'{HF_PREFIX}embeddings.cls_token' key (first keys: {', '.join(sorted(sd)[:6])})")
@@ -685,7 +685,7 @@ def import_pretrained_state_dict(sd: Mapping[str, np.ndarray], config: ASTConfig
             del official[k]
     _check_backbone(official, config, source)
 
-    out = _copy_tree(init_weights)
+    out = traverse_util.flatten_dict(normalise_keys(init_weights))
     prefix = 2 if "v.dist_token" in official else 1
     for key, shape in official_key_shapes(config).items():
         path = flax_path(key)
@@ -708,18 +708,13 @@ def import_pretrained_state_dict(sd: Mapping[str, np.ndarray], config: ASTConfig
                                   f"{tuple(shape)}" + (" after adaptation" if adapted else ""))
         if not np.all(np.isfinite(value)):
             raise CheckpointError(f"{source}: {origin[key]} contains NaN or inf")
-        ref = convert._get(out, path)
-        convert._set(out, path, np.ascontiguousarray(to_flax_layout(key, value)).astype(np.asarray(ref).dtype))
+        out[path] = np.ascontiguousarray(to_flax_layout(key, value)).astype(np.asarray(out[path]).dtype)
         if adapted:
             report.adapted.append(key)
             report.notes[key] = adapted
         else:
             report.taken.append(key)
-    return out, report
-
-
-def _copy_tree(tree: Mapping) -> dict:
-    return {k: _copy_tree(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+    return traverse_util.unflatten_dict(out), report
 
 
 def _pos_embed_for(value: np.ndarray, config: ASTConfig, prefix: int, kind: str, source: str,
@@ -762,36 +757,20 @@ def load_pretrained(path: str, config: ASTConfig, init_weights: Mapping, *, unsa
 # ----------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m htsat_jax.ast_convert",
-                                     description="Official AST (or transformers AST) checkpoint -> model directory.")
-    parser.add_argument("input", help="official .pth (module.v.*), transformers .bin/.safetensors or folder")
-    parser.add_argument("output_dir", help="directory to write (must not exist or be empty)")
-    parser.add_argument("--fstride", type=int, default=None)
-    parser.add_argument("--tstride", type=int, default=None)
-    parser.add_argument("--input_tdim", type=int, default=None)
-    parser.add_argument("--num_heads", type=int, default=None)
-    parser.add_argument("--loss_type", choices=("clip_bce", "clip_ce"), default=None)
-    parser.add_argument("--class_names", default=None, help="CSV (index,mid,display_name) or one name per line")
-    parser.add_argument("--unsafe_load", action="store_true")
-    args = parser.parse_args(argv)
-
-    from htsat_jax import checkpoint as ckpt_lib
-
-    try:
-        config, weights, report = load_ast_checkpoint(
+def add_cli(sub) -> None:
+    """The ``torch-ast`` (official ``.pth``) and ``hf-ast`` (transformers) commands of ``python -m htsat_jax.convert``."""
+    for name, what in (("torch-ast", "official AST .pth (module.v.*)"),
+                       ("hf-ast", "transformers AST .bin/.safetensors file or save_pretrained folder")):
+        p = sub.add_parser(name, help=f"{what} -> model directory")
+        p.add_argument("input", help=what)
+        p.add_argument("output_dir", help="directory to write (must not exist or be empty)")
+        p.add_argument("--fstride", type=int, default=None)
+        p.add_argument("--tstride", type=int, default=None)
+        p.add_argument("--input_tdim", type=int, default=None)
+        p.add_argument("--num_heads", type=int, default=None)
+        p.add_argument("--loss_type", choices=("clip_bce", "clip_ce"), default=None)
+        p.add_argument("--class_names", default=None, help="CSV (index,mid,display_name) or one name per line")
+        p.add_argument("--unsafe_load", action="store_true")
+        p.set_defaults(convert=lambda args: load_ast_checkpoint(
             args.input, fstride=args.fstride, tstride=args.tstride, input_tdim=args.input_tdim,
-            num_heads=args.num_heads, loss_type=args.loss_type, unsafe=args.unsafe_load, return_report=True)
-        names = ckpt_lib.read_class_names(args.class_names) if args.class_names else report.class_names
-        ckpt_lib.save_weights(args.output_dir, config, weights, class_names=names,
-                              extra={"converted_from": os.path.abspath(args.input)})
-    except (CheckpointError, ckpt_lib.CheckpointDirError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"wrote {args.output_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            num_heads=args.num_heads, loss_type=args.loss_type, unsafe=args.unsafe_load, return_report=True))

@@ -17,17 +17,17 @@ CLI: ``python -m htsat_jax.convert torch-htsat INPUT.ckpt OUTPUT_DIR``.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import os
 import re
-import sys
 from typing import Any, Mapping
 
 import numpy as np
+from flax import traverse_util
 
-from htsat_jax import frontend as frontend_lib
+from htsat_jax.convert.common import CheckpointError, ConversionReport, normalise_keys, read_torch_file
+from htsat_jax.convert.common import to_numpy as _to_numpy
+from htsat_jax.models import frontend as frontend_lib
 from htsat_jax.models import swin
 from htsat_jax.models.htsat import HTSATConfig
 
@@ -35,36 +35,6 @@ PREFIX = "sed_model."
 # Candidate frontends to recognise a checkpoint's stored mel filterbank. hop = sample_rate / 100
 # keeps 1001 frames per 10 s, which is what every official config uses (hop 320 @ 32 kHz, 160 @ 16 kHz).
 _CANDIDATE_RATES = (32000, 16000, 48000, 44100, 22050, 8000)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be converted; the message names the file and the key."""
-
-
-@dataclasses.dataclass
-class ConversionReport:
-    """What happened to every key of the source checkpoint."""
-
-    source: str
-    container: str = ""
-    converted: list[str] = dataclasses.field(default_factory=list)
-    verified: dict[str, str] = dataclasses.field(default_factory=dict)
-    dropped: dict[str, str] = dataclasses.field(default_factory=dict)
-    inferred: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def summary(self) -> str:
-        lines = [f"source: {self.source} ({self.container})",
-                 f"converted: {len(self.converted)} tensors",
-                 f"verified against this frontend/geometry: {len(self.verified)} tensors"]
-        lines += [f"  {k}: {v}" for k, v in sorted(self.verified.items()) if "relative_position_index" not in k
-                  and "attn_mask" not in k]
-        n_idx = sum("relative_position_index" in k for k in self.verified)
-        n_mask = sum("attn_mask" in k for k in self.verified)
-        lines.append(f"  {n_idx} relative_position_index and {n_mask} attn_mask buffers equal the recomputed ones")
-        lines.append(f"dropped: {len(self.dropped)} tensors")
-        lines += [f"  {k}: {v}" for k, v in sorted(self.dropped.items())]
-        lines.append("inferred: " + ", ".join(f"{k}={v}" for k, v in self.inferred.items()))
-        return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- official key layout
@@ -136,33 +106,18 @@ def stft_kernels(config: frontend_lib.FrontendConfig) -> tuple[np.ndarray, np.nd
 # ----------------------------------------------------------------------------- reading
 
 
-def read_torch_file(path: str, *, unsafe: bool = False) -> Any:
-    """``torch.load`` on CPU with a clear error when torch is missing or the file is not a checkpoint."""
+def looks_like_htsat(path: str) -> bool:
+    """A torch file whose tensors are an HTS-AT's (or a Swin's, which the converter refuses by name)."""
+    if not os.path.isfile(path) or path.endswith((".safetensors", ".h5", ".tflite", ".json")):
+        return False
     try:
-        import torch
-    except ImportError as e:  # torch is an optional extra
-        raise CheckpointError(
-            f"reading {path} needs PyTorch: pip install 'htsat-jax[torch]' (or pip install torch)"
-        ) from e
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not unsafe)
-    except Exception as e:  # noqa: BLE001 - torch raises many types; re-raise with the file named
-        hint = ("" if unsafe else " If you trust this file and it holds Python objects beyond tensors, "
-                "retry with unsafe=True (CLI: --unsafe_load).")
-        raise CheckpointError(f"could not read {path} as a PyTorch checkpoint: {type(e).__name__}: {e}.{hint}") from e
-
-
-def _to_numpy(value: Any, key: str, path: str) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        return value.numpy()
-    if isinstance(value, np.ndarray):
-        return value
-    raise CheckpointError(f"{path}: key {key!r} holds a {type(value).__name__}, not a tensor")
+        obj = read_torch_file(path)
+    except CheckpointError:
+        return False
+    if not isinstance(obj, Mapping):
+        return False
+    sd = obj.get("state_dict", obj.get("model", obj))
+    return isinstance(sd, Mapping) and any(str(k).removeprefix(PREFIX) == "patch_embed.proj.weight" for k in sd)
 
 
 def extract_state_dict(obj: Any, path: str) -> tuple[dict[str, np.ndarray], str]:
@@ -315,18 +270,6 @@ def _from_flax_layout(key: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def _set(tree: dict, path: tuple, value: Any) -> None:
-    for p in path[:-1]:
-        tree = tree.setdefault(p, {})
-    tree[path[-1]] = value
-
-
-def _get(tree: Mapping, path: tuple) -> Any:
-    for p in path:
-        tree = tree[p]
-    return tree
-
-
 def convert_state_dict(sd: Mapping[str, np.ndarray], config: HTSATConfig, *, path: str = "<state_dict>",
                        report: ConversionReport | None = None, dtype: Any = np.float32) -> dict:
     """Official state dict (no prefix) -> nested dict matching ``nnx.to_pure_dict(nnx.state(model))``."""
@@ -349,7 +292,7 @@ def convert_state_dict(sd: Mapping[str, np.ndarray], config: HTSATConfig, *, pat
             raise CheckpointError(f"{path}: key {key!r} contains NaN or inf")
 
     _verify_constants(sd, config, path, report)
-    out: dict = {}
+    out: dict = {}  # flat: Flax path tuple -> array
     for key, value in sd.items():
         if key in report.verified or key in report.dropped:
             continue
@@ -362,9 +305,9 @@ def convert_state_dict(sd: Mapping[str, np.ndarray], config: HTSATConfig, *, pat
         flax_path = _flax_path(key)
         if flax_path is None:  # every remaining key is model state by construction of official_key_shapes
             raise CheckpointError(f"{path}: no conversion rule for key {key!r}")
-        _set(out, flax_path, np.ascontiguousarray(_to_flax_layout(key, value)).astype(dtype))
+        out[flax_path] = np.ascontiguousarray(_to_flax_layout(key, value)).astype(dtype)
         report.converted.append(key)
-    return out
+    return traverse_util.unflatten_dict(out)
 
 
 def _verify_constants(sd: Mapping[str, np.ndarray], config: HTSATConfig, path: str,
@@ -408,6 +351,7 @@ def export_state_dict(weights: Mapping, config: HTSATConfig) -> dict[str, np.nda
     Frontend constants and buffers are recomputed; ``head.*`` is filled with zeros (unused).
     """
     sd: dict[str, np.ndarray] = {}
+    flat = traverse_util.flatten_dict(normalise_keys(weights))
     real, imag = stft_kernels(config.frontend)
     for key, shape in official_key_shapes(config).items():
         if key == "spectrogram_extractor.stft.conv_real.weight":
@@ -428,7 +372,7 @@ def export_state_dict(weights: Mapping, config: HTSATConfig) -> dict[str, np.nda
         elif key.startswith("head."):
             sd[key] = np.zeros(shape, np.float32)
         else:
-            sd[key] = np.ascontiguousarray(_from_flax_layout(key, np.asarray(_get(weights, _flax_path(key)))))
+            sd[key] = np.ascontiguousarray(_from_flax_layout(key, np.asarray(flat[_flax_path(key)])))
     return sd
 
 
@@ -468,13 +412,9 @@ def convert_torch_object(obj: Any, path: str, *, loss_type: str | None = None,
 # ----------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m htsat_jax.convert",
-        description="Convert checkpoints into this project's checkpoint directory (orbax + config.json).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("torch-htsat", help="official PyTorch HTS-AT checkpoint (.ckpt) -> checkpoint directory")
+def add_cli(sub) -> None:
+    """The ``torch-htsat`` command of ``python -m htsat_jax.convert``."""
+    p = sub.add_parser("torch-htsat", help="official PyTorch HTS-AT checkpoint (.ckpt) -> model directory")
     p.add_argument("input", help="official .ckpt file (HTSAT_*_Saved_*.ckpt or a Lightning checkpoint)")
     p.add_argument("output_dir", help="directory to write (must not exist or be empty)")
     p.add_argument("--loss_type", choices=("clip_bce", "clip_ce"), default=None,
@@ -484,26 +424,5 @@ def main(argv: list[str] | None = None) -> int:
                         "class_labels_indices.csv, or one name per line)")
     p.add_argument("--unsafe_load", action="store_true",
                    help="allow torch.load(weights_only=False) for checkpoints holding pickled objects")
-    args = parser.parse_args(argv)
-
-    from htsat_jax import checkpoint as ckpt_lib  # jax/orbax import only when actually converting
-
-    try:
-        config, weights, report = load_torch_checkpoint(args.input, loss_type=args.loss_type,
-                                                        unsafe=args.unsafe_load, return_report=True)
-        class_names = ckpt_lib.read_class_names(args.class_names) if args.class_names else None
-        if class_names is not None and len(class_names) != config.num_classes:
-            raise CheckpointError(f"{args.class_names} lists {len(class_names)} classes, the checkpoint has "
-                                  f"{config.num_classes}")
-        ckpt_lib.save_weights(args.output_dir, config, weights, class_names=class_names,
-                              extra={"converted_from": os.path.abspath(args.input)})
-    except (CheckpointError, ckpt_lib.CheckpointDirError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"wrote {args.output_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p.set_defaults(convert=lambda args: load_torch_checkpoint(args.input, loss_type=args.loss_type,
+                                                              unsafe=args.unsafe_load, return_report=True))

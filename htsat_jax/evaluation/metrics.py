@@ -13,7 +13,8 @@ wrapping ``psds-eval==0.5.3``: that release (2022) is unmaintained (DCASE-REPO/D
 it was pulled from GitHub), it runs on pandas 3 only with deprecation warnings for APIs pandas 4
 removes, it pulls pandas and pytest in as runtime dependencies, and its ``compute_macro_f_score``
 returns NaN (silently left out of the macro mean) for any class with zero true positives. The counting rules are the same (see
-:func:`event_f1`); ``tests/test_metrics.py`` checks the two agree when ``psds_eval`` is installed.
+:func:`event_f1`); ``tests/test_event_scorer_parity.py`` checks, in CI, that it equals the maintained
+scorer ``sed_scores_eval`` (counts and F1) and that :mod:`htsat_jax.evaluation.psds` equals its PSDS.
 
 Nothing here uses jax: every function takes and returns numpy arrays / python numbers.
 """
@@ -28,7 +29,7 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from htsat_jax.events import Event, framewise_to_events
+from htsat_jax.inference.events import Event, framewise_to_events
 
 # ----------------------------------------------------------------------------------------------
 # Clip tagging

@@ -6,7 +6,7 @@
   frame-wise maps) of several models over the same clips.
 
 Sources (:func:`list_members`, :func:`weights_from_source`) are a model directory of this project
-(``config.json`` + ``weights/``), an official PyTorch ``.ckpt`` file, or a training work directory,
+(``config.json`` + ``weights/``), a released checkpoint file of any registered model, or a training work directory,
 whose ``best/<step>/`` checkpoints (the trainer keeps the best ``keep_best`` evaluations by
 ``best_metric``) each count as one member; ``top=K`` keeps the K best of them.
 
@@ -25,7 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 from htsat_jax import checkpoint as ckpt_lib
-from htsat_jax.models.htsat import HTSATConfig
+from htsat_jax.utils import paths
 
 logger = logging.getLogger("htsat_jax")
 
@@ -33,8 +33,8 @@ BEST_DIR = "best"  # == train.BEST_DIR (not imported: train pulls in the data pi
 MODEL_DIR = "model"  # == train.MODEL_DIR
 EXPERIMENT_CONFIG = "config.json"
 
-# (name, config, weights, class_names) of one averaging / ensemble member.
-Source = tuple[str, HTSATConfig, dict, "list[str] | None"]
+# (name, model config, weights, class_names) of one averaging / ensemble member.
+Source = tuple[str, Any, dict, "list[str] | None"]
 
 
 class SourceError(ValueError):
@@ -50,9 +50,9 @@ class Member:
     """One checkpoint to average or ensemble; :meth:`load` reads it (lazily, one at a time)."""
 
     name: str
-    kind: str  # "model_dir", "torch_ckpt" or "best_step"
+    kind: str  # "model_dir", "released_file" or "best_step"
     metrics: dict[str, float] | None = None
-    _loader: Callable[[], tuple[HTSATConfig, dict, "list[str] | None"]] | None = dataclasses.field(
+    _loader: Callable[[], tuple[Any, dict, "list[str] | None"]] | None = dataclasses.field(
         default=None, repr=False)
 
     def load(self) -> Source:
@@ -82,15 +82,15 @@ def list_members(path: str, top: int | None = None) -> list[Member]:
         them (its ``best_metric``, higher is better); None keeps every saved step. Ignored for
         single checkpoints.
     """
-    path = os.path.abspath(os.path.expanduser(path))
+    path = paths.local_or_remote(path)
     if top is not None and top < 1:
         raise SourceError(f"top must be >= 1, got {top}")
     if is_workdir(path):
         return _best_members(path, top)
     if ckpt_lib.is_model_dir(path):
         return [Member(path, "model_dir", _loader=lambda: _load_model_dir(path))]
-    if os.path.isfile(path):
-        return [Member(path, "torch_ckpt", _loader=lambda: _load_torch(path))]
+    if os.path.exists(path):
+        return [Member(path, "released_file", _loader=lambda: _load_released(path))]
     raise SourceError(f"{path}: not a model directory (config.json + weights/), a training work "
                       f"directory (with {BEST_DIR}/) or a checkpoint file")
 
@@ -114,10 +114,14 @@ def _load_model_dir(path: str):
     return config, _numpy_tree(weights), meta.get("class_names")
 
 
-def _load_torch(path: str):
-    from htsat_jax import convert
-    config, weights = convert.load_torch_checkpoint(path)
-    return config, _numpy_tree(weights), None
+def _load_released(path: str):
+    from htsat_jax import models
+
+    module = models.find_loader(path)
+    if module is None:
+        raise SourceError(f"{path}: no registered model ({', '.join(models.names())}) reads this file")
+    config, weights, class_names = module.load(path)
+    return config, _numpy_tree(weights), class_names
 
 
 def _best_members(path: str, top: int | None) -> list[Member]:
@@ -161,33 +165,33 @@ def _metric_name(experiment: dict | None, step_metrics: Mapping[int, Mapping], w
 
 
 def _workdir_model_config(workdir: str, experiment: dict | None, mngr, step: int,
-                          where: str) -> tuple[HTSATConfig, list[str] | None]:
-    """The run's HTSATConfig: from its exported ``model/`` when present, else its experiment config
-    (class count read from the stored head shape)."""
+                          where: str) -> tuple[Any, list[str] | None]:
+    """The run's model config: from its exported ``model/`` when present, else its experiment config
+    (the class count from the config, else from the prepared dataset)."""
     model_meta = _read_json(os.path.join(workdir, MODEL_DIR, ckpt_lib.CONFIG_FILE))
     if model_meta and model_meta.get("format") == ckpt_lib.FORMAT:
-        return HTSATConfig.from_dict(model_meta["model"]), model_meta.get("class_names")
+        return ckpt_lib.config_from_dict(model_meta["model"]), model_meta.get("class_names")
     if experiment is None:
         raise SourceError(f"{where}: neither {MODEL_DIR}/{ckpt_lib.CONFIG_FILE} nor {EXPERIMENT_CONFIG} "
                           f"found in {workdir}; cannot tell the model's architecture")
     import ml_collections
-    from htsat_jax import train
 
-    exp = ml_collections.ConfigDict(experiment)
-    meta = mngr.item_metadata(step)
-    meta = getattr(meta, "tree", meta)
-    kernel = meta["params"]["tscam_conv"]["kernel"]
-    kernel = kernel.get("value", kernel) if isinstance(kernel, Mapping) else kernel
-    config = train.model_config(exp, num_classes=int(kernel.shape[-1]))
-    names = list(exp.class_names) if exp.get("class_names") else None
-    if names is None:
-        names = train.dataset_class_names(train.resolve_paths(exp, workdir))
+    from htsat_jax.data import experiment as data_experiment
+    from htsat_jax.training import train
+
+    exp = data_experiment.resolve_paths(ml_collections.ConfigDict(experiment), workdir)
+    names = data_experiment.class_names(exp)
+    num_classes = exp.model.get("num_classes") or (len(names) if names else None)
+    if num_classes is None:
+        raise SourceError(f"{where}: the run's config leaves num_classes to the dataset, which is not readable "
+                          f"at {exp.data_dir}")
+    config = train.model_config(exp, num_classes=int(num_classes))
     if names is not None and len(names) != config.num_classes:
         names = None
     return config, names
 
 
-def _best_loader(best_dir: str, step: int, config: HTSATConfig, class_names):
+def _best_loader(best_dir: str, step: int, config: Any, class_names):
     def load():
         import jax
         import orbax.checkpoint as ocp
@@ -211,9 +215,9 @@ def _best_loader(best_dir: str, step: int, config: HTSATConfig, class_names):
 # ============================================================================ configs
 
 
-def config_differences(a: HTSATConfig, b: HTSATConfig) -> list[tuple[str, Any, Any]]:
+def config_differences(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
     """``[(field, a's value, b's value), ...]`` with dotted names for nested fields."""
-    fa, fb = _flat_fields(a.to_dict()), _flat_fields(b.to_dict())
+    fa, fb = _flat_fields(ckpt_lib.config_to_dict(a)), _flat_fields(ckpt_lib.config_to_dict(b))
     return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
@@ -228,8 +232,8 @@ def _flat_fields(d: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_same_config(reference: tuple[str, HTSATConfig], other: tuple[str, HTSATConfig]) -> None:
-    """Raise :class:`SourceError` naming every differing HTSATConfig field and both inputs."""
+def check_same_config(reference: tuple[str, Any], other: tuple[str, Any]) -> None:
+    """Raise :class:`SourceError` naming every differing model config field and both inputs."""
     diffs = config_differences(reference[1], other[1])
     if diffs:
         listed = "; ".join(f"{f}: {a!r} vs {b!r}" for f, a, b in diffs)
@@ -269,7 +273,7 @@ class WeightAverager:
                 if v.shape != self._sum[k].shape:
                     raise SourceError(f"{name}: {_key(k)} has shape {v.shape}, {self._first_name} has "
                                       f"{self._sum[k].shape}")
-                if k in self._first:  # integer state (none in HTS-AT): must agree, nothing to average
+                if k in self._first:  # integer state: must agree, nothing to average
                     if not np.array_equal(v, self._first[k]):
                         raise SourceError(f"{name}: integer tensor {_key(k)} differs from {self._first_name}")
                     continue
@@ -316,7 +320,7 @@ def ensemble_predictions(preds: Sequence[Mapping[str, np.ndarray]],
     """Mean of ``clipwise`` (and ``frames``) over models; ground truth (``target``, ``label``,
     ``events``) passed through.
 
-    Each element is what :func:`htsat_jax.train.collect_predictions` returns for one model over
+    Each element is what :func:`htsat_jax.evaluation.evaluator.collect_predictions` returns for one model over
     the same clips. The mean is computed in float64 and returned in the inputs' dtype.
     Raises :class:`SourceError` when the rows do not align (different ground truth or shapes).
     """
@@ -354,75 +358,64 @@ def evaluate_ensemble(config, workdir: str, sources: Sequence[str], *, top: int 
     """Score every member of ``sources`` and their ensemble on ``config.test_split``.
 
     Each model predicts like the trainer's final test (``config.test_time_shifts`` passes,
-    ``config.event_class_groups``); with event scoring and ``config.event_threshold_grid``, each
-    model and the ensemble get their own frame threshold tuned on ``config.eval_split``.
-    Writes ``WORKDIR/eval_results.json`` and returns the same dict.
+    ``config.event_class_groups``, on-device resampling to its own rate); with event scoring and
+    ``config.event_threshold_grid``, each model and the ensemble get their own frame threshold tuned
+    on ``config.eval_split``. Writes ``WORKDIR/eval_results.json`` and returns the same dict.
     """
     import jax
     import optax
     from tqdm import tqdm
 
-    from htsat_jax import input_pipeline, sharding, train
+    from htsat_jax.data import experiment
+    from htsat_jax.evaluation import evaluator as evaluator_lib
+    from htsat_jax.training import sharding
+    from htsat_jax.training import train
 
-    workdir = os.path.abspath(os.path.expanduser(workdir))
-    os.makedirs(workdir, exist_ok=True)
-    config = train.resolve_paths(config, workdir)
-    train.maybe_prepare_synthetic(config)
+    workdir = paths.makedirs(workdir)
+    config = experiment.resolve_paths(config, workdir)
+    experiment.maybe_prepare_synthetic(config)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-    _, spec = input_pipeline.open_source(**train._data_kwargs(config), split=config.test_split)
+    _, spec = experiment.open_split(config, config.test_split)
     members = [m for s in sources for m in list_members(s, top)]
     if not members:
         raise SourceError("no models given")
-    event_groups = [list(g) for g in config.event_class_groups] if config.get("event_class_groups") else None
-    class_names = list(config.class_names) if config.get("class_names") else train.dataset_class_names(config)
-    shifts = tuple(int(s) for s in config.get("test_time_shifts", (0,)))
-    eval_folds = tuple(config.eval_folds) if config.get("eval_folds") else None
-    grid = tuple(config.get("event_threshold_grid") or ())
-    compiled: dict[HTSATConfig, tuple] = {}  # one program per architecture, not per model
-
-    def predict_split(predict, state, split: str, label: str):
-        data = train.make_eval_data(config, split, folds=eval_folds)
-        return train.collect_predictions(lambda b: predict(state, b), data, mesh, progress=label,
-                                         total=len(data))
+    class_names = experiment.class_names(config)
+    shifts = tuple(int(s) for s in config.test_time_shifts)
+    grid = tuple(config.event_threshold_grid or ())
+    evaluators: dict[Any, evaluator_lib.Evaluator] = {}  # one program per architecture, not per model
 
     def scored(test, valid, settings):
         extra = {}
         if valid is not None:
-            thr, f1 = train.tune_event_threshold(valid, settings, grid)
+            thr, f1 = evaluator_lib.tune_event_threshold(valid, settings, grid)
             settings = dataclasses.replace(settings, event_thresholds=np.float64(thr))
             extra = {"event_threshold": thr, "event_threshold_tuned_on": config.eval_split,
                      f"{config.eval_split}_event_f1_at_threshold": f1}
-        return {"test": train.score(test, settings), **extra}
+        return {"test": evaluator_lib.score(test, settings), **extra}
 
     per_model, tests, valids, settings, reference = [], [], [], None, None
     for i, member in enumerate(tqdm(members, desc="models", unit="model",
                                     disable=jax.process_index() != 0)):
         name, model_cfg, weights, _ = member.load()
-        if model_cfg.sample_rate != spec.sample_rate:
-            raise SourceError(f"{name} runs at {model_cfg.sample_rate} Hz but {config.dataset} is "
-                              f"stored at {spec.sample_rate} Hz")
         if reference is not None and model_cfg.num_classes != reference[1].num_classes:
             raise SourceError(f"{name} has {model_cfg.num_classes} classes, {reference[0]} has "
                               f"{reference[1].num_classes}: an ensemble needs the same outputs")
         reference = reference or (name, model_cfg)
-        model_settings = train.eval_settings(config, model_cfg, spec, class_names)
-        settings = model_settings if settings is None else settings
         graphdef, state, state_sh = train.create_train_state(
             model_cfg, optax.identity(), mesh, seed=0, dtype=train.compute_dtype(config), init_weights=weights)
         del weights
-        if model_cfg not in compiled:
-            compiled[model_cfg] = jax.jit(
-                train.make_predict_fn(graphdef, time_shifts=shifts, event_groups=event_groups,
-                                      frame_outputs=model_settings.events),
-                in_shardings=(state_sh, sharding.batch_sharding(mesh)), out_shardings=sharding.replicated(mesh))
-        predict = compiled[model_cfg]
-        test = predict_split(predict, state, config.test_split, f"test {config.test_split} [{i + 1}]")
-        valid = (predict_split(predict, state, config.eval_split, f"tune {config.eval_split} [{i + 1}]")
-                 if model_settings.events and grid else None)
+        if model_cfg not in evaluators:
+            evaluators[model_cfg] = evaluator_lib.Evaluator(config, model_cfg, graphdef, mesh,
+                                                            (state_sh.params, state_sh.rest), spec, class_names)
+        ev = evaluators[model_cfg]
+        settings = ev.settings if settings is None else settings
+        test = ev.predictions(state.params, state.rest, config.test_split, shifts=shifts)
+        valid = (ev.predictions(state.params, state.rest, config.eval_split)
+                 if ev.settings.events and grid else None)
         entry = {"source": name, **({"checkpoint_metrics": member.metrics} if member.metrics else {}),
-                 **scored(test, valid, model_settings)}
+                 **scored(test, valid, ev.settings)}
         per_model.append(entry)
-        logger.info("model %d/%d %s: %s", i + 1, len(members), name, train._fmt(entry["test"]))
+        logger.info("model %d/%d %s: %s", i + 1, len(members), name, evaluator_lib.format_metrics(entry["test"]))
         tests.append(test)
         if valid is not None:
             valids.append(valid)
@@ -434,7 +427,6 @@ def evaluate_ensemble(config, workdir: str, sources: Sequence[str], *, top: int 
     results = {"test_split": config.test_split, "time_shifts": list(shifts), "models": per_model,
                "ensemble": ensemble}
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, train.EVAL_RESULTS_FILE), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-    logger.info("ensemble of %d: %s", len(members), train._fmt(ensemble["test"]))
+        paths.write_json(paths.join(workdir, train.EVAL_RESULTS_FILE), results)
+    logger.info("ensemble of %d: %s", len(members), evaluator_lib.format_metrics(ensemble["test"]))
     return results

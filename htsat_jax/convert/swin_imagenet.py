@@ -37,9 +37,10 @@ import re
 from typing import Any, Mapping
 
 import numpy as np
+from flax import traverse_util
 
-from htsat_jax import convert
-from htsat_jax.convert import CheckpointError
+from htsat_jax.convert import torch_htsat as convert
+from htsat_jax.convert.common import CheckpointError, normalise_keys
 from htsat_jax.models.htsat import HTSATConfig
 
 TABLE = "relative_position_bias_table"
@@ -214,17 +215,6 @@ def _check_architecture(sd: Mapping[str, np.ndarray], config: HTSATConfig, path:
                 "for standard Swin-T, (4, 8, 16, 32) for Swin-T/C24)")
 
 
-def _leaf_paths(tree: Mapping, prefix: tuple = ()) -> list[tuple]:
-    out = []
-    for k, v in tree.items():
-        out += _leaf_paths(v, prefix + (k,)) if isinstance(v, Mapping) else [prefix + (k,)]
-    return out
-
-
-def _copy_tree(tree: Mapping) -> dict:
-    return {k: _copy_tree(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
-
-
 def load_swin_weights(path: str, config: HTSATConfig, init_weights: Mapping, *,
                       unsafe: bool = False) -> tuple[dict, SwinImportReport]:
     """Initialise HTS-AT weights from a Swin ImageNet checkpoint.
@@ -252,14 +242,14 @@ def import_swin_state_dict(sd: Mapping[str, np.ndarray], config: HTSATConfig, in
     """:func:`load_swin_weights` for a Swin state dict already in memory (the ``'model'`` entry, numpy)."""
     _check_architecture(sd, config, source)
     report = SwinImportReport(source=source)
-    out = _copy_tree(init_weights)
+    out = traverse_util.flatten_dict(normalise_keys(init_weights))
     model_keys = {}
     for key, shape in convert.official_key_shapes(config).items():
         flax_path = convert._flax_path(key)
         if flax_path is not None and not key.startswith(_NOT_STATE):
             model_keys[key] = (flax_path, shape)
     covered = {p for p, _ in model_keys.values()}
-    uncovered = ["/".join(map(str, p)) for p in _leaf_paths(init_weights) if p not in covered]
+    uncovered = ["/".join(map(str, p)) for p in out if p not in covered]
 
     for key, (flax_path, shape) in model_keys.items():
         if key not in sd:
@@ -281,16 +271,15 @@ def import_swin_state_dict(sd: Mapping[str, np.ndarray], config: HTSATConfig, in
                                                        if key == "patch_embed.proj.weight" else ""))
         if not np.all(np.isfinite(value)):
             raise CheckpointError(f"{source}: {key} contains NaN or inf")
-        try:
-            ref = convert._get(out, flax_path)
-        except KeyError as e:
+        if flax_path not in out:
             raise CheckpointError(f"init_weights has no {'/'.join(map(str, flax_path))} (for {key}); pass "
-                                  "nnx.to_pure_dict(nnx.state(model)) of a model built from this config") from e
+                                  "nnx.to_pure_dict(nnx.state(model)) of a model built from this config")
+        ref = out[flax_path]
         new = np.ascontiguousarray(convert._to_flax_layout(key, value)).astype(ref.dtype)
         if new.shape != tuple(np.shape(ref)):
             raise CheckpointError(f"init_weights/{'/'.join(map(str, flax_path))} has shape {np.shape(ref)}, "
                                   f"{key} converts to {new.shape}")
-        convert._set(out, flax_path, new)
+        out[flax_path] = new
         (report.resampled if resampled else report.taken).append(key)
     report.left_initial += uncovered  # none for a model built from ``config``; listed if ever there
 
@@ -304,4 +293,4 @@ def import_swin_state_dict(sd: Mapping[str, np.ndarray], config: HTSATConfig, in
             report.notes[key] = "buffer, recomputed by this model from its own geometry"
         else:
             report.notes[key] = "no such tensor in the HTS-AT model"
-    return out, report
+    return traverse_util.unflatten_dict(out), report

@@ -1,9 +1,9 @@
-"""TFDS builder for the procedurally generated sound-event scenes (htsat_jax.synthetic).
+"""TFDS builder for the procedurally generated sound-event scenes (htsat_jax.data.synthetic).
 
 Nothing is downloaded and no manual_dir is needed: every split is generated from
 a seed. Build it with the Python API (the ``tfds build`` CLI needs TensorFlow)::
 
-    from tfds_builders.synthetic_events import SyntheticEvents
+    from htsat_jax.data.synthetic_dataset import SyntheticEvents
     SyntheticEvents(config="tiny", data_dir="/tmp/tfds").download_and_prepare()
 
 Configs: ``default`` (1200/200/200 scenes of 10 s at 32 kHz, about 1 GB, enough for
@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from htsat_jax import synthetic
+from htsat_jax.data import synthetic
 
 SAMPLE_RATE = synthetic.DEFAULT_SAMPLE_RATE
 CLASS_NAMES = list(synthetic.CLASS_NAMES)
@@ -113,3 +113,12 @@ class SyntheticEvents(tfds.core.GeneratorBasedBuilder):
                     "label": np.array([e[2] for e in events], np.int32),
                 },
             }
+
+
+def build(data_dir: str, config: str | None = None) -> SyntheticEvents:
+    """Generate the dataset (``config``: "default", "demo", "tiny", ...) into ``data_dir``; reused if there."""
+    kwargs = {"config": config} if config else {}
+    builder = SyntheticEvents(data_dir=data_dir, file_format="array_record", **kwargs)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        try_download_gcs=False, download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    return builder

@@ -2,7 +2,7 @@
 
 * ``AudioTagger.from_checkpoint(path)(waveform, sample_rate)``: the official forward (<= 20 s).
 * ``tag_file(path)``, ``events(waveform, sr)``, ``embed(waveform, sr)``, ``analyse(waveform, sr)``:
-  audio of any length and rate, cut into windows and stitched back (``htsat_jax.windowing``).
+  audio of any length and rate, cut into windows and stitched back (``htsat_jax.inference.windowing``).
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from htsat_jax import ast_convert
 from htsat_jax import checkpoint as ckpt_lib
-from htsat_jax import convert
-from htsat_jax import events as events_lib
-from htsat_jax import frontend as frontend_lib
-from htsat_jax import windowing
-from htsat_jax.models.ast import AST
-from htsat_jax.models.htsat import HTSAT, to_image
+from htsat_jax import models
+from htsat_jax.data.audio import resample  # noqa: F401 (re-exported: the one host resampler)
+from htsat_jax.inference import events as events_lib
+from htsat_jax.inference import windowing
 
+# What an HTS-AT returns; other models return their own names (AST: clipwise_output, logits, latent_output).
 OUTPUT_NAMES = ("clipwise_output", "framewise_output", "latent_output")
-AST_OUTPUT_NAMES = ("clipwise_output", "logits", "latent_output")
 AUDIOSET_CLASS_FILE = "audioset_class_labels_indices.csv"
 # ``clip_gate`` / ``thresholds`` default: what the model directory says (see AudioTagger.__init__).
 FROM_MODEL = "model"
@@ -91,30 +88,22 @@ def validate_waveform(waveform: Any, sample_rate: Any) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """``(batch, samples)`` resampled with soxr (librosa's default high-quality resampler)."""
-    if orig_sr == target_sr:
-        return x
-    import librosa
-
-    return librosa.resample(x, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq", axis=-1).astype(np.float32)
-
-
 class AudioTagger:
-    """Runs an HTS-AT model on numpy audio.
+    """Runs any registered model (``htsat_jax.models``) on numpy audio.
 
-    ``tagger(waveform, sample_rate)`` follows the official inference behaviour: inputs up to
-    ``target_frames`` STFT frames (10.24 s at the model rate for the paper model) take the official
-    ``infer_mode`` path (short inputs are tiled; exactly 10 s equals the official eval forward);
-    longer inputs take the official eval path (two or more half-length crops, outputs averaged).
+    ``tagger(waveform, sample_rate)`` runs the model's own inference forward (``infer``). For
+    HTS-AT that is the official behaviour: inputs up to ``target_frames`` STFT frames (10.24 s at
+    the model rate for the paper model) take the official ``infer_mode`` path (short inputs are
+    tiled; exactly 10 s equals the official eval forward); longer inputs take the official eval
+    path (two or more half-length crops, outputs averaged).
 
     Audio of any length: :meth:`analyse` (stitched outputs), :meth:`events` (timed events),
     :meth:`embed` (clip and frame embeddings), :meth:`tag_file` / :meth:`iter_tag_files` (files of
-    any format, rate and channel count). They cut long audio into windows (``htsat_jax.windowing``)
+    any format, rate and channel count). They cut long audio into windows (``htsat_jax.inference.windowing``)
     and batch windows of many recordings together.
     """
 
-    def __init__(self, model: HTSAT, *, class_names: Sequence[str] | None = None, batch_size: int = 16,
+    def __init__(self, model: nnx.Module, *, class_names: Sequence[str] | None = None, batch_size: int = 16,
                  event_thresholds: float | Sequence[float] | None = None, event_clip_gate: float | None = None):
         """
         Args:
@@ -139,72 +128,65 @@ class AudioTagger:
             event_thresholds = thr
         self.model = model
         self.config = model.config
-        self.is_ast = isinstance(model, AST)
+        self.module = models.module_of(model.config)
         self.class_names = list(class_names) if class_names is not None else None
         self.batch_size = batch_size
         self.event_thresholds = event_thresholds
         self.event_clip_gate = event_clip_gate
         self._graphdef, self._state = nnx.split(model)
+        self._window_programs: dict[Any, Any] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str, *, batch_size: int = 16, loss_type: str | None = None,
                         model: str | None = None, **kwargs) -> "AudioTagger":
-        """Load an official PyTorch checkpoint file or a model directory of this project.
+        """Load a model directory of this project or a released checkpoint of any registered model.
 
         Args:
-          path: ``.ckpt``/``.pth`` file (official HTS-AT, or official AST ``audioset_10_10_0.4593.pth``
-            style), a transformers AST ``.safetensors``/``.bin`` file or ``save_pretrained`` folder, or
-            a directory written by ``python -m htsat_jax.convert`` / ``htsat_jax.checkpoint.save_model``.
-          loss_type: for official files only: override the guessed output activation.
-          model: for files: "htsat" or "ast"; None detects it from the keys (``module.v.cls_token`` /
-            ``v.cls_token`` / transformers names mean AST). AST geometry: see
-            ``ast_convert.load_ast_checkpoint`` (strides from the file name, else 10/10).
+          path: a directory written by training / ``python -m htsat_jax.convert`` /
+            ``htsat_jax.checkpoint.save_model``, or a file (or folder) a registered model reads
+            (official HTS-AT ``.ckpt``; official AST ``.pth``, transformers AST ``.safetensors`` /
+            ``.bin`` / ``save_pretrained`` folder; ...).
+          loss_type: for released files only: override the guessed output activation.
+          model: for released files: the registry name of the model it holds; None asks each
+            registered model whether it recognises the file.
         """
-        if model not in (None, "htsat", "ast"):
-            raise ValueError(f"model must be None, 'htsat' or 'ast', got {model!r}")
-        if os.path.isdir(path) and ast_convert.is_hf_model_dir(path):
-            config, weights, report = ast_convert.load_ast_checkpoint(path, loss_type=loss_type, return_report=True)
-            return cls(ckpt_lib.build_model(config, weights, **kwargs), class_names=report.class_names,
-                       batch_size=batch_size)
-        if os.path.isdir(path):
-            model, meta = ckpt_lib.load_model(path, **kwargs)
+        if ckpt_lib.is_model_dir(path):
+            net, meta = ckpt_lib.load_model(path, **kwargs)
             thresholds, gate = meta.get("event_thresholds"), meta.get("event_clip_gate")
-            if thresholds is not None and np.ndim(thresholds) == 1 and len(thresholds) != model.config.num_classes:
+            if thresholds is not None and np.ndim(thresholds) == 1 and len(thresholds) != net.config.num_classes:
                 # Event classes that group model classes (DESED from an AudioSet model): not per output.
-                warnings.warn(f"{path}: {len(thresholds)} event_thresholds for {model.config.num_classes} "
+                warnings.warn(f"{path}: {len(thresholds)} event_thresholds for {net.config.num_classes} "
                               "classes (grouped event classes); using 0.5 and no clip gate", stacklevel=2)
                 thresholds, gate = None, None
-            return cls(model, class_names=meta.get("class_names"), batch_size=batch_size,
+            return cls(net, class_names=meta.get("class_names"), batch_size=batch_size,
                        event_thresholds=thresholds, event_clip_gate=gate)
-        if os.path.isfile(path):
-            if path.endswith(".safetensors"):  # transformers layout; official HTS-AT files are torch pickles
-                config, weights = ast_convert.load_ast_checkpoint(path, loss_type=loss_type)
-            else:
-                obj = convert.read_torch_file(path)
-                if model == "ast" or (model is None and ast_convert.is_ast_object(obj)):
-                    config, weights = ast_convert.convert_ast_object(obj, path, loss_type=loss_type)
-                else:
-                    config, weights = convert.convert_torch_object(obj, path, loss_type=loss_type)
-            return cls(ckpt_lib.build_model(config, weights, **kwargs), batch_size=batch_size)
-        raise FileNotFoundError(f"checkpoint not found: {path} (expected an official .ckpt file or a model "
-                                "directory containing config.json)")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"checkpoint not found: {path} (expected a model directory containing "
+                                    "config.json or a released checkpoint file)")
+        module = models.get(model) if model is not None else models.find_loader(path)
+        if module is None:
+            from htsat_jax.convert import CheckpointError
+            raise CheckpointError(f"{path}: not a model directory, and no registered model "
+                                  f"({', '.join(models.names())}) recognises this file")
+        config, weights, class_names = module.load(path, loss_type=loss_type)
+        return cls(ckpt_lib.build_model(config, weights, **kwargs), class_names=class_names, batch_size=batch_size)
 
     @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
     @property
-    def max_samples(self) -> int:
-        """Longest input (at the model rate) the official forward accepts without windowing."""
-        if self.is_ast:  # samples filling input_tdim fbank frames (163,920 = 10.245 s at 16 kHz for 1024)
-            fb = self.config.fbank
-            return fb.samples_for_frames(self.config.input_tdim) * self.sample_rate // fb.sample_rate
-        fe = self.config.frontend
-        return (2 * self.config.target_frames + 1) * fe.hop_length - 1
+    def max_samples(self) -> int | None:
+        """Longest input (at the model rate) the model's forward accepts without windowing (None: any)."""
+        return self.module.input_limits(self.config)[1]
 
-    @functools.partial(jax.jit, static_argnums=(0, 3))
-    def _forward(self, state, x, infer_mode: bool):
-        return nnx.merge(self._graphdef, state)(x, infer_mode=infer_mode)
+    @property
+    def min_samples(self) -> int:
+        return self.module.input_limits(self.config)[0]
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def _forward(self, state, x):
+        return self.module.infer(nnx.merge(self._graphdef, state), x)
 
     def __call__(self, waveform: Any, sample_rate: int) -> dict[str, np.ndarray]:
         """Tag audio.
@@ -214,55 +196,41 @@ class AudioTagger:
           sample_rate: its rate in Hz; resampled to the model's rate when different.
 
         Returns:
+          the model's outputs as numpy arrays, batch kept even for 1-D input. HTS-AT:
           ``clipwise_output (batch, classes)``, ``framewise_output (batch, target_frames, classes)``,
-          ``latent_output (batch, num_features)`` as numpy arrays (batch kept even for 1-D input).
-          An AST returns ``clipwise_output``, ``logits`` and ``latent_output`` (no frame-wise output).
+          ``latent_output (batch, num_features)``; an AST: ``clipwise_output``, ``logits``,
+          ``latent_output`` (no frame-wise output).
         """
         x = resample(validate_waveform(waveform, sample_rate), int(sample_rate), self.sample_rate)
-        if self.is_ast:
-            return self._call_ast(x)
-        fe = self.config.frontend
-        if x.shape[1] <= fe.n_fft // 2:
+        low, high = self.min_samples, self.max_samples
+        if x.shape[1] < low:
             raise AudioInputError(
                 f"audio is {x.shape[1] / self.sample_rate * 1000:.1f} ms long at {self.sample_rate} Hz; "
-                f"the frontend needs more than {fe.n_fft // 2} samples ({fe.n_fft / 2 / self.sample_rate * 1000:.0f} ms)"
-            )
-        if x.shape[1] > self.max_samples:
+                f"the model needs at least {low} samples ({low / self.sample_rate * 1000:.0f} ms)")
+        if high is not None and x.shape[1] > high:
             raise AudioInputError(
-                f"audio is {x.shape[1] / self.sample_rate:.2f} s; the official forward takes at most "
-                f"{self.max_samples / self.sample_rate:.2f} s. Cut it into 10 s windows and tag each "
-                "(AudioTagger.analyse / .events / .embed / .tag_file do that for audio of any length)."
-            )
-        infer_mode = fe.num_frames(x.shape[1]) <= self.config.target_frames
+                f"audio is {x.shape[1] / self.sample_rate:.2f} s; the model's forward takes at most "
+                f"{high / self.sample_rate:.2f} s. Cut it into windows and tag each"
+                + (" (AudioTagger.analyse / .events / .embed / .tag_file do that for audio of any length)."
+                   if self.windows() is not None else "."))
         outs = []
         for start in range(0, x.shape[0], self.batch_size):
             chunk = jnp.asarray(x[start:start + self.batch_size])
-            outs.append(jax.device_get(self._forward(self._state, chunk, infer_mode)))
-        return {k: np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES}
+            outs.append(jax.device_get(self._forward(self._state, chunk)))
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
-    def _call_ast(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """AST: short audio is zero-padded to ``input_tdim`` fbank frames (official evaluation)."""
-        fb = self.config.fbank
-        if x.shape[1] * fb.sample_rate < fb.window_length * self.sample_rate:
-            raise AudioInputError(
-                f"audio is {x.shape[1] / self.sample_rate * 1000:.1f} ms long at {self.sample_rate} Hz; the AST "
-                f"fbank needs at least one {fb.frame_length_ms:g} ms frame ({fb.window_length} samples)")
-        if x.shape[1] > self.max_samples:
-            raise AudioInputError(
-                f"audio is {x.shape[1] / self.sample_rate:.2f} s; this AST takes at most {self.config.input_tdim} "
-                f"frames ({self.max_samples / self.sample_rate:.3f} s; the official code would silently keep only "
-                "those). Cut it into windows of at most that length and tag each.")
-        outs = []
-        for start in range(0, x.shape[0], self.batch_size):
-            chunk = jnp.asarray(x[start:start + self.batch_size])
-            outs.append(jax.device_get(self._forward(self._state, chunk, False)))
-        return {k: np.concatenate([o[k] for o in outs]) for k in AST_OUTPUT_NAMES}
+    def windows(self, window_s: float = 10.0, hop_s: float = 5.0) -> windowing.Windows | None:
+        """How this model runs on audio of any length (None: it has no frame-wise output)."""
+        return self.module.windows(self.config, window_s, hop_s)
 
-    def _require_frames(self, method: str) -> None:
-        if self.is_ast:
-            raise NotImplementedError(f"AST has no frame-wise output; use an HTS-AT model for events "
-                                      f"(AudioTagger.{method} needs frame-wise outputs). Use tagger(waveform, "
-                                      "sample_rate) for AST clip tags.")
+    def _require_frames(self, method: str, window_s: float = 10.0, hop_s: float = 5.0) -> windowing.Windows:
+        win = self.windows(window_s, hop_s)
+        if win is None:
+            raise NotImplementedError(
+                f"the {models.name_of(self.config)} model has no frame-wise output; AudioTagger.{method} needs "
+                "one (use a model with frame-wise output, e.g. HTS-AT). Use tagger(waveform, sample_rate) for "
+                "clip tags.")
+        return win
 
     @property
     def names(self) -> list[str]:
@@ -277,19 +245,6 @@ class AudioTagger:
 
     # ------------------------------------------------------------------ audio of any length
 
-    @functools.partial(jax.jit, static_argnums=(0,))
-    def _forward_windows(self, state, buffers, taps, weights):
-        """Fixed-shape windows (see ``windowing``): buffers ``(B, S)``, taps/weights ``(B, target, 4)``."""
-        model = nnx.merge(self._graphdef, state)
-        logmel = frontend_lib.log_mel(buffers, self.config.frontend)
-        x = model.normalise(logmel, train=False)
-        rows = jnp.arange(x.shape[0])[:, None, None]
-        stretched = jnp.sum(x[rows, taps] * weights[..., None], axis=2)  # (B, target, mels)
-        capture = {}
-        out = model.forward_image(to_image(stretched, self.config.freq_ratio), capture=capture)
-        out["frame_features"] = jnp.mean(capture["tscam_conv_in"], axis=1)  # (B, steps, C)
-        return out
-
     def _batch_shape(self, n: int) -> int:
         """Pad a batch of ``n`` windows to 1, 4, 16, ... (<= batch_size): few programs, little waste."""
         size = 1
@@ -297,18 +252,21 @@ class AudioTagger:
             size *= 4
         return min(size, max(self.batch_size, 1))
 
-    def _run_windows(self, items: list[tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
-        target = self.config.target_frames
-        size = self._batch_shape(len(items))
-        buffers = np.zeros((size, items[0][0].shape[0]), np.float32)
-        taps = np.zeros((size, target, windowing.NUM_TAPS), np.int32)
-        weights = np.zeros((size, target, windowing.NUM_TAPS), np.float32)
-        for j, (buf, frames) in enumerate(items):
-            buffers[j] = buf
-            taps[j], weights[j] = windowing.stretch_taps(frames, target)
-        out = jax.device_get(self._forward_windows(self._state, jnp.asarray(buffers), jnp.asarray(taps),
-                                                   jnp.asarray(weights)))
-        return {k: np.asarray(v[:len(items)]) for k, v in out.items()}
+    def _run_windows(self, win: windowing.Windows, rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Stacked :meth:`Windows.prepare` rows through the model (batch padded to few shapes)."""
+        program = self._window_programs.get(win)
+        if program is None:
+            program = jax.jit(lambda state, inputs: win.forward(nnx.merge(self._graphdef, state), inputs))
+            self._window_programs[win] = program
+        size = self._batch_shape(len(rows))
+        inputs = {}
+        for key in rows[0]:
+            stacked = np.zeros((size,) + rows[0][key].shape, rows[0][key].dtype)
+            for j, row in enumerate(rows):
+                stacked[j] = row[key]
+            inputs[key] = jnp.asarray(stacked)
+        out = jax.device_get(program(self._state, inputs))
+        return {k: np.asarray(v[:len(rows)]) for k, v in out.items()}
 
     def _clip_probabilities(self, clipwise: np.ndarray) -> np.ndarray:
         """Window clip outputs as probabilities: sigmoid already (clip_bce), softmax of logits (clip_ce)."""
@@ -327,25 +285,24 @@ class AudioTagger:
           recordings: ``(key, waveform)`` with a mono float32 ``(samples,)`` waveform already at
             :attr:`sample_rate` (longer than ``n_fft // 2`` samples). Consumed lazily: a
             recording's analysis is yielded as soon as its last window has run.
-          window_s / hop_s: window length and hop (see ``htsat_jax.windowing``).
+          window_s / hop_s: window length and hop (see ``htsat_jax.inference.windowing``).
           clip_gate: frame maps of a window are zeroed for classes whose window clip output is
             not above the gate before stitching; "model" = the model directory's value.
           clip_pool: recording clip scores = "max" (default) or "mean" over windows.
           frame_features: also keep the token-semantic head input of every window (:meth:`embed`).
         """
-        self._require_frames("analyse_many")
+        spec = self._require_frames("analyse_many", window_s, hop_s)
         if clip_pool not in windowing.CLIP_POOLS:
             raise ValueError(f"clip_pool must be one of {windowing.CLIP_POOLS}, got {clip_pool!r}")
-        spec = windowing.WindowSpec.from_seconds(self.config, window_s, hop_s)
         gate = self.event_clip_gate if isinstance(clip_gate, str) and clip_gate == FROM_MODEL else clip_gate
         open_recs: collections.deque[_Accumulator] = collections.deque()
         pending: list[tuple[_Accumulator, int, np.ndarray, int]] = []
 
         def run_pending():
             if pending:
-                out = self._run_windows([(buf, frames) for _, _, buf, frames in pending])
-                for j, (acc, i, _, frames) in enumerate(pending):
-                    acc.add(i, frames, {k: v[j] for k, v in out.items()})
+                out = self._run_windows(spec, [row for _, _, row, _ in pending])
+                for j, (acc, i, _, length) in enumerate(pending):
+                    acc.add(i, length, {k: v[j] for k, v in out.items()})
                 pending.clear()
             while open_recs and open_recs[0].complete:
                 acc = open_recs.popleft()
@@ -356,11 +313,11 @@ class AudioTagger:
             if wave.ndim != 1:
                 raise AudioInputError(f"{key}: expected a mono (samples,) waveform, got shape {wave.shape}")
             starts = spec.starts(wave.shape[0])
-            acc = _Accumulator(key, wave.shape[0], starts, spec, gate, frame_features, self.config)
+            acc = _Accumulator(key, wave.shape[0], starts, spec, gate, frame_features, self.config.num_classes)
             open_recs.append(acc)
             for i, start in enumerate(starts):
                 segment = wave[start:start + spec.window]
-                pending.append((acc, i, spec.buffer(segment), spec.num_frames(segment.shape[0])))
+                pending.append((acc, i, spec.prepare(segment), segment.shape[0]))
                 if len(pending) >= self.batch_size:
                     yield from run_pending()
             if not starts:  # pragma: no cover - starts() always returns at least one window
@@ -374,10 +331,9 @@ class AudioTagger:
             raise AudioInputError(f"pass one recording as (samples,), got {x.shape[0]} rows; for a "
                                   "multichannel recording mix it first (waveform.mean(axis=channel_axis))")
         x = resample(x, int(sample_rate), self.sample_rate)[0]
-        pad = self.config.frontend.n_fft // 2
-        if x.shape[0] <= pad:
-            raise AudioInputError(f"audio is {x.shape[0] / self.sample_rate * 1000:.1f} ms long; the frontend "
-                                  f"needs more than {pad / self.sample_rate * 1000:.0f} ms")
+        if x.shape[0] < self.min_samples:
+            raise AudioInputError(f"audio is {x.shape[0] / self.sample_rate * 1000:.1f} ms long; the model "
+                                  f"needs at least {self.min_samples / self.sample_rate * 1000:.0f} ms")
         return x
 
     def analyse(self, waveform: Any, sample_rate: int, **kwargs) -> "Analysis":
@@ -448,11 +404,10 @@ class AudioTagger:
                        keep_waveform: bool = False) -> Iterator["FileResult"]:
         """Tag audio files, many windows per forward pass. Yields one :class:`FileResult` per path:
         unreadable files as soon as they fail (``error`` set), the others in order when done."""
-        from tfds_builders import audio_io
+        from htsat_jax.data import audio as audio_io
 
-        self._require_frames("iter_tag_files")
+        self._require_frames("iter_tag_files", window_s, hop_s)
         self._thresholds(thresholds)  # fail early on a bad threshold
-        windowing.WindowSpec.from_seconds(self.config, window_s, hop_s)
         failed: list[FileResult] = []
         decoded: dict[int, Any] = {}
 
@@ -460,10 +415,9 @@ class AudioTagger:
             for i, path in enumerate(paths):
                 try:
                     audio = audio_io.load_mono(path, self.sample_rate)
-                    pad = self.config.frontend.n_fft // 2
-                    if audio.waveform.shape[0] <= pad:
+                    if audio.waveform.shape[0] < self.min_samples:
                         raise AudioInputError(f"too short: {audio.source_duration_s * 1000:.1f} ms; the model "
-                                              f"needs more than {pad / self.sample_rate * 1000:.0f} ms")
+                                              f"needs at least {self.min_samples / self.sample_rate * 1000:.0f} ms")
                 except (audio_io.AudioDecodeError, AudioInputError, OSError, ValueError) as e:
                     reason = e.reason if isinstance(e, audio_io.AudioDecodeError) else str(e)
                     failed.append(FileResult(i, os.fspath(path), None, f"{type(e).__name__}: {reason}"))
@@ -508,9 +462,9 @@ class AudioTagger:
         if audio.source_channels > 1:
             notes.append(f"mixed {audio.source_channels} channels to mono (mean)")
         spec = analysis.spec
-        if analysis.tiled > 1:
-            notes.append(f"shorter than the {spec.window / spec.sample_rate:g} s window: log-mel tiled "
-                         f"{analysis.tiled}x as the official inference does")
+        short = spec.short_note(analysis.num_samples) if len(analysis.window_starts) == 1 else None
+        if short:
+            notes.append(short)
         if len(analysis.window_starts) > 1:
             notes.append(f"{len(analysis.window_starts)} windows of {spec.window / spec.sample_rate:g} s, hop "
                          f"{spec.hop / spec.sample_rate:g} s; clip scores = {clip_pool} over windows, frame "
@@ -535,7 +489,7 @@ class AudioTagger:
 
 @dataclasses.dataclass
 class Analysis:
-    """Model outputs of one recording, windows stitched (see ``htsat_jax.windowing``).
+    """Model outputs of one recording, windows stitched (see ``htsat_jax.inference.windowing``).
 
     Attributes:
       num_samples: length at the model rate.
@@ -552,7 +506,7 @@ class Analysis:
     """
 
     num_samples: int
-    spec: windowing.WindowSpec
+    spec: windowing.Windows
     window_starts: list[int]
     tiled: int
     clipwise_windows: np.ndarray
@@ -595,26 +549,26 @@ class FileResult:
 class _Accumulator:
     """Collects a recording's window outputs as batches come back."""
 
-    def __init__(self, key, num_samples: int, starts: list[int], spec: windowing.WindowSpec,
-                 gate: float | None, keep_features: bool, config):
+    def __init__(self, key, num_samples: int, starts: list[int], spec: windowing.Windows,
+                 gate: float | None, keep_features: bool, num_classes: int):
         self.key, self.num_samples, self.starts, self.spec = key, num_samples, starts, spec
-        self.gate, self.keep_features, self.config = gate, keep_features, config
-        self.stitcher = windowing.Stitcher(spec.num_frames(num_samples), config.num_classes)
+        self.gate, self.keep_features = gate, keep_features
+        self.stitcher = windowing.Stitcher(spec.num_frames(num_samples), num_classes)
         self.clip = [None] * len(starts)
         self.latent = [None] * len(starts)
         self.features = [None] * len(starts)
-        self.frames = spec.num_frames(min(num_samples, spec.window))
+        self.length = min(num_samples, spec.window)  # samples of every window of this recording
         self.done = 0
 
     @property
     def complete(self) -> bool:
         return self.done == len(self.starts)
 
-    def add(self, i: int, frames: int, out: dict[str, np.ndarray]) -> None:
-        local = windowing.window_frames(out["framewise_output"], frames)
+    def add(self, i: int, length: int, out: dict[str, np.ndarray]) -> None:
+        local = self.spec.local_frames(out["framewise_output"], length)
         if self.gate is not None:
             local = local * (out["clipwise_output"] > self.gate)[None, :]
-        self.stitcher.add(self.starts[i] // self.spec.hop_length, local)
+        self.stitcher.add(self.starts[i] // self.spec.frame_hop, local)
         self.clip[i], self.latent[i] = out["clipwise_output"], out["latent_output"]
         if self.keep_features:
             self.features[i] = out["frame_features"]
@@ -627,10 +581,10 @@ class _Accumulator:
         if self.keep_features:
             features = np.concatenate(self.features)
             steps = self.features[0].shape[0]
-            local = windowing.step_intervals(self.frames, self.config.target_frames, steps) * self.spec.seconds_per_frame
+            local = self.spec.feature_intervals(self.length, steps) * self.spec.seconds_per_frame
             times = np.concatenate([local + s / self.spec.sample_rate for s in self.starts])
         return Analysis(
             num_samples=self.num_samples, spec=self.spec, window_starts=list(self.starts),
-            tiled=self.config.target_frames // self.frames, clipwise_windows=clip,
+            tiled=self.spec.tiled(self.length), clipwise_windows=clip,
             clip_scores=windowing.pool_clip(probabilities(clip), clip_pool), framewise=self.stitcher.result(),
             latent=latent.mean(axis=0), latent_windows=latent, frame_features=features, frame_times=times)

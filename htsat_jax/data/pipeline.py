@@ -249,7 +249,8 @@ def tfds_name(dataset: str, builder_config: str | None = None) -> str:
 
 def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
                 builder_config: str | None = None, sample_rate: int | None = None,
-                decoders: Any = None) -> tuple[Any, DatasetSpec]:
+                decoders: Any = None, clip_seconds: float | None = None,
+                length_policy: str | None = None) -> tuple[Any, DatasetSpec]:
     """Opens a prepared dataset for random access and checks it against its spec.
 
     Works from the files alone (``features.json``, ``metadata.json``): the builder
@@ -260,9 +261,11 @@ def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
         data_dir: the TFDS data_dir the dataset was prepared into.
         split: TFDS split, slicing allowed ("train[:10%]").
         builder_config: builder config name (e.g. "tiny"); None = the default one.
-        sample_rate: the rate the caller expects; None = the spec's rate. The
-            dataset's stored rate (info.metadata["sample_rate"]) must match.
+        sample_rate: the rate the caller expects (the stored rate,
+            info.metadata["sample_rate"], must match); None = whatever rate the dataset was
+            prepared at (the trainer resamples on device when its model runs at another).
         decoders: forwarded to ``tfds.data_source``.
+        clip_seconds, length_policy: the recipe's data policy (None: the registered default).
 
     Returns:
         (source, spec): an ``ArrayRecordDataSource`` and the spec at that rate, with
@@ -273,6 +276,8 @@ def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
     spec = get_dataset_spec(dataset)
     if sample_rate is not None:
         spec = spec.at_sample_rate(sample_rate)
+    if length_policy is not None:
+        spec = dataclasses.replace(spec, length_policy=length_policy)
     name = tfds_name(dataset, builder_config)
     base = os.path.join(os.fspath(data_dir), name.split("/")[0])
     if not os.path.isdir(base):
@@ -293,6 +298,11 @@ def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
     except Exception as e:  # tfds errors can list every known dataset; keep the first line
         raise ValueError(f"Could not open {name!r} split {split!r} in {os.fspath(data_dir)!r}: "
                          f"{str(e).splitlines()[0]}") from e
+    stored_rate = (source.dataset_info.metadata or {}).get("sample_rate")
+    if sample_rate is None and stored_rate is not None:
+        spec = spec.at_sample_rate(int(stored_rate))
+    if clip_seconds is not None:
+        spec = dataclasses.replace(spec, clip_samples=int(round(clip_seconds * spec.sample_rate)))
     spec = _check_source(source, spec, name)
     return source, spec
 
@@ -797,6 +807,8 @@ def make_train_dataset(
     process_count: int | None = None,
     builder_config: str | None = None,
     sample_rate: int | None = None,
+    clip_seconds: float | None = None,
+    length_policy: str | None = None,
     num_threads: int = DEFAULT_NUM_THREADS,
     prefetch_buffer_size: int | None = None,
     num_workers: int = 0,
@@ -818,7 +830,8 @@ def make_train_dataset(
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     source, spec = open_source(dataset, data_dir=data_dir, split=split,
-                               builder_config=builder_config, sample_rate=sample_rate)
+                               builder_config=builder_config, sample_rate=sample_rate,
+                               clip_seconds=clip_seconds, length_policy=length_policy)
     name = tfds_name(dataset, builder_config)
     _check_options(spec, source, strong_label_frames, time_shift, name)
     balanced = spec.balanced_train if balanced is None else balanced
@@ -859,12 +872,14 @@ def make_train_dataset(
 
 def count_records(dataset: str, *, data_dir: str | os.PathLike, split: str,
                   builder_config: str | None = None, sample_rate: int | None = None,
+                  clip_seconds: float | None = None, length_policy: str | None = None,
                   folds: Sequence[int] | None = None, require_label: bool = False,
                   num_threads: int = DEFAULT_NUM_THREADS) -> int:
     """Records a pipeline over this split would use (after the fold / labelled filters);
     trainers size an "epoch" with it."""
     source, spec = open_source(dataset, data_dir=data_dir, split=split,
-                               builder_config=builder_config, sample_rate=sample_rate)
+                               builder_config=builder_config, sample_rate=sample_rate,
+                               clip_seconds=clip_seconds, length_policy=length_policy)
     if folds is None and not require_label:
         return len(source)
     index = _label_index_for_source(source, spec, split, num_threads=num_threads,
@@ -974,6 +989,8 @@ def make_eval_data(
     process_count: int | None = None,
     builder_config: str | None = None,
     sample_rate: int | None = None,
+    clip_seconds: float | None = None,
+    length_policy: str | None = None,
     num_threads: int = DEFAULT_NUM_THREADS,
     prefetch_buffer_size: int | None = None,
     folds: Sequence[int] | None = None,
@@ -986,7 +1003,8 @@ def make_eval_data(
     process_index, process_count, local_batch = _process_layout(
         global_batch_size, process_index, process_count)
     source, spec = open_source(dataset, data_dir=data_dir, split=split,
-                               builder_config=builder_config, sample_rate=sample_rate)
+                               builder_config=builder_config, sample_rate=sample_rate,
+                               clip_seconds=clip_seconds, length_policy=length_policy)
     name = tfds_name(dataset, builder_config)
     _check_options(spec, source, strong_label_frames, False, name)
     if max_events and not _has_feature(source, "events"):

@@ -1,7 +1,7 @@
 r"""Audio of any length -> fixed-shape model windows -> outputs stitched on a real time axis.
 
 Everything the file-level inference (``AudioTagger.analyse``, ``tag_file``, ``events``, ``embed``
-and ``python -m htsat_jax.predict``) does to cut, batch and re-assemble audio lives here, as
+and ``python -m htsat_jax.inference.predict``) does to cut, batch and re-assemble audio lives here, as
 plain numpy so it can be tested without a model.
 
 Windows. A recording of ``L`` samples (at the model rate) becomes
@@ -38,16 +38,17 @@ from typing import Sequence
 
 import numpy as np
 
-from htsat_jax.models.htsat import HTSATConfig, bicubic_matrix
+from htsat_jax.inference import windowing
+from htsat_jax.models.htsat import HTSATConfig, bicubic_matrix, to_image
+from htsat_jax.models import frontend as frontend_lib
 
 # Taps per stretched step: bicubic needs four source frames (fewer after clamping / tiling).
 NUM_TAPS = 4
-CLIP_POOLS = ("max", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowSpec:
-    """How a model cuts recordings, in samples at the model rate (see the module docstring)."""
+class WindowSpec(windowing.Windows):
+    """How HTS-AT cuts recordings, in samples at the model rate (see the module docstring)."""
 
     window: int          # samples per window; recordings up to this long are one (tiled) window
     hop: int             # samples between window starts, a multiple of ``hop_length``
@@ -55,6 +56,7 @@ class WindowSpec:
     n_fft: int
     target_frames: int   # frames the model stretches every window to (1024)
     sample_rate: int
+    config: HTSATConfig | None = None
 
     @classmethod
     def from_seconds(cls, config: HTSATConfig, window_s: float = 10.0, hop_s: float = 5.0) -> "WindowSpec":
@@ -74,7 +76,7 @@ class WindowSpec:
         if hop > window:
             raise ValueError(f"hop_s={hop_s} is longer than window_s={window_s}: audio between windows "
                              "would never be seen")
-        return cls(window, hop, fe.hop_length, fe.n_fft, config.target_frames, fe.sample_rate)
+        return cls(window, hop, fe.hop_length, fe.n_fft, config.target_frames, fe.sample_rate, config)
 
     @property
     def buffer_samples(self) -> int:
@@ -82,22 +84,52 @@ class WindowSpec:
         return self.window + self.n_fft // 2
 
     @property
-    def seconds_per_frame(self) -> float:
-        """Spacing of the stitched frame grid."""
-        return self.hop_length / self.sample_rate
+    def frame_hop(self) -> int:
+        """The stitched grid is the STFT frame grid."""
+        return self.hop_length
+
+    @property
+    def min_samples(self) -> int:
+        return self.n_fft // 2 + 1
 
     def num_frames(self, num_samples: int) -> int:
         return 1 + num_samples // self.hop_length
 
-    def starts(self, num_samples: int) -> list[int]:
-        """Start samples of the windows of a recording of ``num_samples`` samples."""
-        if num_samples <= self.window:
-            return [0]
-        starts = list(range(0, num_samples - self.window + 1, self.hop))
-        last = (num_samples - self.window) // self.hop_length * self.hop_length
-        if last > starts[-1]:
-            starts.append(last)
-        return starts
+    # ---- the Windows contract (htsat_jax.inference.windowing.Windows)
+
+    def prepare(self, segment: np.ndarray) -> dict[str, np.ndarray]:
+        taps, weights = stretch_taps(self.num_frames(segment.shape[0]), self.target_frames)
+        return {"buffer": self.buffer(segment), "taps": taps, "weights": weights}
+
+    def forward(self, model, inputs) -> dict:
+        """Log-mel of each buffer, bn0, the tile + stretch as a gather, backbone and head."""
+        import jax.numpy as jnp
+
+        buffers, taps, weights = inputs["buffer"], inputs["taps"], inputs["weights"]
+        logmel = frontend_lib.log_mel(buffers, self.config.frontend)
+        x = model.normalise(logmel, train=False)
+        rows = jnp.arange(x.shape[0])[:, None, None]
+        stretched = jnp.sum(x[rows, taps] * weights[..., None], axis=2)  # (B, target, mels)
+        capture = {}
+        out = model.forward_image(to_image(stretched, self.config.freq_ratio), capture=capture)
+        out["frame_features"] = jnp.mean(capture["tscam_conv_in"], axis=1)  # (B, steps, C)
+        return out
+
+    def local_frames(self, framewise: np.ndarray, segment_samples: int) -> np.ndarray:
+        return window_frames(framewise, self.num_frames(segment_samples))
+
+    def tiled(self, segment_samples: int) -> int:
+        return self.target_frames // self.num_frames(min(segment_samples, self.window))
+
+    def feature_intervals(self, segment_samples: int, steps: int) -> np.ndarray:
+        return step_intervals(self.num_frames(min(segment_samples, self.window)), self.target_frames, steps)
+
+    def short_note(self, segment_samples: int) -> str | None:
+        copies = self.tiled(segment_samples)
+        if copies > 1:
+            return (f"shorter than the {self.window / self.sample_rate:g} s window: log-mel tiled {copies}x as the "
+                    "official inference does")
+        return None
 
     def buffer(self, segment: np.ndarray) -> np.ndarray:
         """A window's samples -> the fixed-length model buffer (see the module docstring)."""
@@ -167,32 +199,6 @@ def step_intervals(frames: int, target: int, steps: int) -> np.ndarray:
     return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
-class Stitcher:
-    """Averages window frame maps on one recording-level frame grid."""
-
-    def __init__(self, total_frames: int, channels: int):
-        self.total = np.zeros((total_frames, channels), np.float32)
-        self.count = np.zeros(total_frames, np.int32)
-
-    def add(self, start_frame: int, values: np.ndarray) -> None:
-        end = min(start_frame + values.shape[0], self.total.shape[0])
-        self.total[start_frame:end] += values[:end - start_frame]
-        self.count[start_frame:end] += 1
-
-    def result(self) -> np.ndarray:
-        """The averaged map; a frame no window covered takes its nearest covered neighbour."""
-        covered = self.count > 0
-        if not covered.any():
-            raise ValueError("no window was added")
-        out = self.total / np.maximum(self.count, 1)[:, None]
-        if not covered.all():
-            pos, at = np.flatnonzero(covered), np.arange(len(covered))
-            right = pos[np.clip(np.searchsorted(pos, at), 0, len(pos) - 1)]
-            left = pos[np.clip(np.searchsorted(pos, at) - 1, 0, len(pos) - 1)]
-            out = out[np.where(np.abs(left - at) < np.abs(right - at), left, right)]
-        return out
-
-
 def stitch(window_maps: Sequence[np.ndarray], starts: Sequence[int], num_samples: int,
            spec: WindowSpec) -> np.ndarray:
     """Window frame maps ``(target, classes)`` at sample offsets ``starts`` -> ``(1 + L // hop, classes)``.
@@ -200,17 +206,8 @@ def stitch(window_maps: Sequence[np.ndarray], starts: Sequence[int], num_samples
     A convenience over :class:`Stitcher` + :func:`window_frames` for whole lists (tests, small
     inputs); ``AudioTagger`` streams windows through a ``Stitcher`` instead.
     """
-    st = Stitcher(spec.num_frames(num_samples), window_maps[0].shape[1])
+    st = windowing.Stitcher(spec.num_frames(num_samples), window_maps[0].shape[1])
     for fmap, start in zip(window_maps, starts):
         frames = spec.num_frames(min(spec.window, num_samples))
         st.add(start // spec.hop_length, window_frames(np.asarray(fmap), frames))
     return st.result()
-
-
-def pool_clip(window_scores: np.ndarray, how: str) -> np.ndarray:
-    """``(windows, classes)`` -> ``(classes,)`` by max (default: "is it anywhere") or mean."""
-    if how == "max":
-        return window_scores.max(axis=0)
-    if how == "mean":
-        return window_scores.mean(axis=0)
-    raise ValueError(f"clip_pool must be one of {CLIP_POOLS}, got {how!r}")
