@@ -1,12 +1,12 @@
 # Two commands do everything on a fresh machine:
 #   make demo   create .venv, install, run the main job on the built-in data
-#   make test   create .venv, install, run the test suite
+#   make test   create .venv, install, run the test suite (make test-fast: the unit tier only)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(STAMP): requirements.txt requirements-torch.txt requirements-export.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
+
+# The development loop: the unit tier only (see README "Tests").
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m unit --durations=10 tests
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -16,6 +16,23 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
+# Test tiers: `make test-fast` runs "unit" (the development loop); `make test` and CI run all three.
+# A test marked in its file keeps its tier; otherwise its module's tier below applies, else "unit".
+TIERS = ("unit", "integration", "acceptance")
+_MODULE_TIER = {
+    "test_demo_acceptance": "acceptance",        # the demo model through the predict CLI
+    "test_speechcommands_training": "acceptance",  # learning real spoken digits
+    "test_distributed": "integration",           # two processes over loopback
+    "test_preemption": "integration",            # SIGTERM and resume of a subprocess run
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker(getattr(pytest.mark, _MODULE_TIER.get(item.module.__name__, "unit")))
+
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "official_htsat"

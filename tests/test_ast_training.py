@@ -100,6 +100,7 @@ def test_configs_switch_to_the_official_ast_recipes():
         load_config("audioset", "model=vit")
 
 
+@pytest.mark.integration
 def test_trainer_trains_a_tiny_ast_and_exports_a_model_the_tagger_loads(synthetic_tiny_dir, tmp_path):
     import json
     import os

@@ -167,6 +167,7 @@ def test_workdir_best_steps_and_top_k(tmp_path):
     np.testing.assert_array_equal(np.asarray(got["tscam_conv"]["kernel"]), expected["tscam_conv"]["kernel"])
 
 
+@pytest.mark.integration
 def test_evaluate_ensemble_end_to_end(synthetic_tiny_dir, tmp_path):
     from htsat_jax.data import experiment
     from htsat_jax.evaluation import evaluator

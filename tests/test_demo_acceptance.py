@@ -30,7 +30,7 @@ TEST_STREAM = 2  # the synthetic_events builder's test split (seed 0)
 NUM_TEST = 64    # builder config "demo": 480 / 64 / 64 scenes
 SCENES_PER_LONG_FILE = 4
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.acceptance
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ def test_registry_resolves_builtin_registered_and_legacy_names(registered):
         models.get("nope")
 
 
+@pytest.mark.integration
 def test_a_third_model_trains_exports_tags_files_and_averages(registered, synthetic_tiny_dir, tmp_path):
     from configs import common
     from test_train import tiny_synthetic_config

@@ -26,7 +26,7 @@ def _final_params(workdir: str) -> dict:
     import orbax.checkpoint as ocp
     with ocp.StandardCheckpointer() as ckptr:
         state = ckptr.restore(os.path.join(workdir, "checkpoints", "8", "state"))
-    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state.params)}
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(state["params"])}
 
 
 def test_sigterm_then_rerun_matches_uninterrupted(synthetic_tiny_dir, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, SHARED, require
 
 
-@pytest.mark.slow
+@pytest.mark.acceptance
 def test_speechcommands_tiny_learns_fsdd_digits(tmp_path):
     import tfds_builders
 

@@ -121,6 +121,7 @@ def _run_steps(mesh, steps=2, batch=8):
     return losses, nnx.to_pure_dict(host["params"]), nnx.to_pure_dict(host["rest"]), state
 
 
+@pytest.mark.integration
 def test_data_parallel_and_fsdp_match_one_device():
     assert jax.device_count() == 8
     one = _run_steps(sharding.make_mesh(1, 1, devices=jax.devices()[:1]))
@@ -159,6 +160,7 @@ def four_step_run(synthetic_tiny_dir, tmp_path_factory):
     return workdir, results, state
 
 
+@pytest.mark.integration
 def test_training_loop_writes_checkpoints_metrics_and_results(four_step_run):
     workdir, results, state = four_step_run
     assert int(state.step) == 4 and results["step"] == 4 and not results["stopped_early"]
@@ -182,6 +184,7 @@ def test_training_loop_writes_checkpoints_metrics_and_results(four_step_run):
     np.testing.assert_array_equal(np.asarray(weights["bn0"]["mean"]), np.asarray(state.rest["bn0"]["mean"][...]))
 
 
+@pytest.mark.integration
 def test_rerun_resumes_and_matches_uninterrupted_run(four_step_run, synthetic_tiny_dir, tmp_path):
     straight = four_step_run[2]
     workdir = str(tmp_path / "resumed")

@@ -11,7 +11,7 @@ import os
 import sys
 
 # Converter modules offering commands; a new source layout adds its module here.
-CLI_MODULES = ("htsat_jax.convert.torch_htsat", "htsat_jax.convert.ast")
+CLI_MODULES = ("htsat_jax.convert.torch_htsat", "htsat_jax.convert.ast", "htsat_jax.convert.yamnet")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,7 @@ from typing import Any, Mapping
 _BUILTIN = {
     "htsat": "htsat_jax.models.htsat",
     "ast": "htsat_jax.models.ast",
+    "yamnet": "htsat_jax.models.yamnet",
 }
 _REGISTERED: dict[str, types.ModuleType | str] = {}
 # Model directories written before ``model_name`` existed: no name means HTS-AT, and an AST's
