@@ -112,6 +112,8 @@ def experiment(variant: str) -> ml_collections.ConfigDict:
     c.clip_seconds = config_dict.placeholder(float)  # data policy; None = the dataset's registered length
     c.length_policy = config_dict.placeholder(str)  # pad_or_truncate / self_concat / repeat_to_length
     c.balanced_sampling = config_dict.placeholder(bool)  # None: the dataset's default
+    c.random_crop = False  # train on random clip_seconds crops of longer clips (pad_or_truncate policy)
+    c.eval_clip_seconds = config_dict.placeholder(float)  # eval/test clip length; None = clip_seconds
     c.num_threads = 4
     c.class_names = config_dict.placeholder(tuple)  # None: from the prepared dataset
     c.prepare_synthetic_data = False  # build synthetic_events into data_dir when missing
@@ -147,6 +149,9 @@ def experiment(variant: str) -> ml_collections.ConfigDict:
     c.best_metric = "mAP"
     c.test_weights = "best"  # "best" (by best_metric) or "last"
     c.test_time_shifts = (0,)
+    c.eval_metrics = ()  # extra clip metrics: "lwlrap", "pr_auc" (Keras-style micro PR-AUC)
+    c.eval_chunk_seconds = config_dict.placeholder(float)  # chunked evaluation: the model sees chunks ...
+    c.eval_chunk_hop_seconds = config_dict.placeholder(float)  # ... this far apart; clip = mean of chunks
     c.async_checkpointing = True
     c.tensorboard = True
     c.progress_bar = True

@@ -435,3 +435,103 @@ def make_fsd50k(root: pathlib.Path) -> dict[str, dict]:
         "test": {"FSD50K.eval_audio/2002.wav": "unreadable audio"},
     }
     return expected
+
+
+# ---------------------------------------------------------------------------- audio_folder
+
+def write_labels(path: pathlib.Path, header: list[str], rows: list[list[object]]) -> pathlib.Path:
+    """A labels.csv (comma) or labels.tsv (tab) file: `header`, then one line per row."""
+    sep = "\t" if path.suffix == ".tsv" else ","
+    lines = [sep.join(header)] + [sep.join(str(x) for x in row) for row in rows]
+    return _write_text(path, "\n".join(lines) + "\n")
+
+
+def make_audio_folder_weak(root: pathlib.Path) -> dict[str, dict]:
+    """A user's folder with sub-folders, mixed formats/rates/channels and a weak labels.csv
+    (`filename,labels`, `;`-separated, some clips with two labels: a multi-label dataset).
+    Returns {rel path: {"labels": [names], "tone": Tone}} and "__skipped__": {rel: reason prefix}
+    (over all splits: the split is drawn at random)."""
+    clips = {
+        # rel path: (labels, tone)
+        "dogs/bark1.wav": (["dog"], Tone(440.0, (0.5,), 0.6, 44100)),
+        "dogs/bark2.flac": (["dog", "speech"], Tone(900.0, (0.6, 0.2), 0.4, 48000)),  # stereo flac
+        "dogs/deep/bark3.wav": (["dog"], Tone(300.0, (0.4,), 1.25, 16000)),
+        "cats/meow1.ogg": (["cat"], Tone(1200.0, (0.5,), 0.5, 22050)),
+        "cats/meow2.wav": (["cat", "speech"], Tone(700.0, (0.3,), 0.3, 32000)),
+        "talk.wav": (["speech"], Tone(1500.0, (0.5,), 0.7, 8000)),
+        "dogs/bark4.wav": (["dog"], Tone(500.0, (0.5,), 0.5, 32000)),
+        "cats/meow3.wav": (["cat"], Tone(650.0, (0.5,), 0.5, 32000)),
+    }
+    for i in range(12):  # enough clips that every split of the random 80/10/10 draw gets good ones
+        name = ("dog", "cat", "speech")[i % 3]
+        clips[f"more/{name}{i}.wav"] = ([name], Tone(400.0 + 50 * i, (0.5,), 0.2, 16000))
+    expected: dict[str, dict] = {}
+    rows = []
+    for rel, (labels, tone) in clips.items():
+        write_tone(root / rel, tone, subtype="VORBIS" if rel.endswith(".ogg") else "PCM_16")
+        expected[rel] = {"labels": labels, "tone": tone}
+        rows.append([rel, ";".join(labels)])
+    write_corrupt(root / "cats" / "broken.wav")
+    rows.append(["cats/broken.wav", "cat"])
+    write_truncated(root / "dogs" / "cut.wav")
+    rows.append(["cut.wav", "dog"])  # a bare file name that is unique under the root
+    write_tone(root / "extra" / "unlisted.wav", Tone(100.0, (0.1,), 0.2, 16000))
+    write_corrupt(root / "dogs" / "._bark1.wav")  # macOS resource fork: hidden, ignored
+    _write_text(root / "notes.txt", "not audio\n")
+    write_labels(root / "labels.csv", ["filename", "labels"], rows)
+    expected["__skipped__"] = {
+        "cats/broken.wav": "unreadable audio",
+        "dogs/cut.wav": "truncated",
+        "extra/unlisted.wav": "not listed in labels.csv",
+    }
+    return expected
+
+
+def make_audio_folder_strong(root: pathlib.Path) -> dict[str, dict]:
+    """Strong labels in labels.tsv (`filename onset offset event_label split`), DESED style, one
+    row per event; one clip with weak labels only (empty onset/offset) and one strongly labelled
+    clip without events. Returns {rel: {"split", "labels", "events": [(on, off, name)], "strong",
+    "tone"}}."""
+    clips = {
+        "scenes/a.wav": ("train", Tone(440.0, (0.5,), 3.0, 44100),
+                         [("1.5", "2.75", "dog"), ("0.25", "1.0", "speech"), ("2.0", "3.5", "speech")]),
+        "scenes/b.wav": ("train", Tone(800.0, (0.5, 0.3), 2.0, 16000), [("0.0", "2.0", "alarm")]),
+        "scenes/c.wav": ("validation", Tone(600.0, (0.5,), 1.0, 32000), [("", "", "dog;alarm")]),  # weak only
+        "scenes/d.wav": ("validation", Tone(1000.0, (0.4,), 1.0, 32000), [("", "", "")]),  # no events
+        "scenes/e.wav": ("test", Tone(300.0, (0.5,), 1.5, 22050), [("0.5", "1.0", "dog")]),
+    }
+    rows, expected = [], {}
+    for rel, (split, tone, events) in clips.items():
+        write_tone(root / rel, tone)
+        split_value = "val" if split == "validation" else split
+        rows += [[rel, on, off, lab, split_value] for on, off, lab in events]
+        strong_events = [(float(on), float(off), lab) for on, off, lab in events if on]
+        weak = [n for on, _, lab in events if not on and lab for n in lab.split(";")]
+        expected[rel] = {
+            "split": split, "tone": tone, "events": sorted(strong_events),
+            "labels": sorted({e[2] for e in strong_events} | set(weak)),
+            "strong": not weak,
+        }
+    write_labels(root / "labels.tsv", ["filename", "onset", "offset", "event_label", "split"], rows)
+    return expected
+
+
+def make_audio_folder_classes(root: pathlib.Path) -> dict[str, dict]:
+    """One folder per class, no labels file; nested folders inside a class, a stray file at the
+    root (reported), hidden files and an empty folder (ignored). Returns {rel: {"label", "tone"}}."""
+    clips = {
+        "rooster/r1.wav": Tone(1000.0, (0.5,), 0.5, 44100),
+        "rooster/r2.wav": Tone(1100.0, (0.5,), 0.4, 44100),
+        "rain/day1/x.flac": Tone(300.0, (0.4, 0.2), 0.5, 48000),
+        "rain/day2/x.flac": Tone(350.0, (0.4,), 0.3, 48000),
+        "crying_baby/c.wav": Tone(2000.0, (0.5,), 0.25, 16000),
+    }
+    expected = {}
+    for rel, tone in clips.items():
+        write_tone(root / rel, tone)
+        expected[rel] = {"label": rel.split("/")[0], "tone": tone}
+    write_tone(root / "stray.wav", Tone(100.0, (0.2,), 0.2, 16000))
+    write_corrupt(root / ".git" / "objects" / "x.wav")
+    (root / "empty_folder").mkdir()
+    expected["__skipped__"] = {"stray.wav": "not in a class folder"}
+    return expected

@@ -202,10 +202,10 @@ def test_evaluate_ensemble_end_to_end(synthetic_tiny_dir, tmp_path):
     for path in model_dirs:
         _, weights, _ = train.read_model(path)
         graphdef, state, sh = train.create_train_state(cfg, optax.identity(), mesh, seed=0, init_weights=weights)
+        batch = sharding.batch_sharding(mesh)
         predict = jax.jit(evaluator.make_predict_fn(graphdef, data_rate=32000, model_rate=32000, frame_outputs=True),
-                          in_shardings=(sh.params, sh.rest, sharding.batch_sharding(mesh)),
-                          out_shardings=sharding.replicated(mesh))
-        preds.append(evaluator.collect_predictions(lambda w: predict(state.params, state.rest, w),
+                          in_shardings=(sh.params, sh.rest, batch, batch), out_shardings=sharding.replicated(mesh))
+        preds.append(evaluator.collect_predictions(lambda w, n: predict(state.params, state.rest, w, n),
                                                    experiment.make_eval_data(config, "test", max_events=config.eval_max_events), mesh))
     for entry, p in zip(saved["models"], preds):
         assert entry["test"]["mAP"] == pytest.approx(evaluator.score(p, settings)["mAP"], abs=1e-12)

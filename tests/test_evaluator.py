@@ -36,13 +36,13 @@ class FakeConfig:
     model_name = "fixed_outputs"
 
 
-def fake_outputs(waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fake_outputs(waveform: np.ndarray, classes: int = CLASSES) -> tuple[np.ndarray, np.ndarray]:
     """The fake model's outputs from int16-scaled audio (B, S), in numpy: frame c of class k is the
     mean |x| of the frame's samples, scaled per class, squashed to (0, 1)."""
     b, s = waveform.shape
     seg = s // STEPS
     energy = np.abs(waveform[:, :seg * STEPS]).reshape(b, STEPS, seg).mean(axis=2)  # (B, STEPS)
-    scale = np.linspace(5.0, 50.0, CLASSES)
+    scale = np.linspace(5.0, 50.0, CLASSES)[:classes]
     frames = np.tanh(energy[:, :, None] * scale[None, None, :])
     return frames.mean(axis=1), frames
 
@@ -56,7 +56,7 @@ class FakeModel(nnx.Module):
         b, s = waveform.shape
         seg = s // STEPS
         energy = jnp.abs(waveform[:, :seg * STEPS]).reshape(b, STEPS, seg).mean(axis=2)
-        scale = jnp.linspace(5.0, 50.0, CLASSES)
+        scale = jnp.linspace(5.0, 50.0, CLASSES)[:self.config.num_classes]
         frames = jnp.tanh(energy[:, :, None] * scale[None, None, :]) * self.w[0]
         return {"clipwise_output": frames.mean(axis=1), "framewise_output": frames,
                 "latent_output": energy}
@@ -168,3 +168,40 @@ def test_final_test_tunes_the_threshold_and_averages_shifts(setup, tmp_path):
     assert out["test"]["event_f1"] == pytest.approx(event_f1_of(test, best, 0.3, step, spec.clip_seconds), abs=1e-12)
     assert out["test"]["mAP"] == pytest.approx(expected_map(test), abs=1e-6)  # clip scores over both shifts
     assert ev.export_extra()["event_thresholds"] == [best] * len(GROUPS)
+
+
+def test_chunks_cover_the_clip_and_tile_short_clips():
+    x = jnp.arange(2 * 10, dtype=jnp.float32).reshape(2, 10)
+    chunks, valid = evaluator.chunk_waveforms(x, jnp.array([10, 3]), size=4, hop=2)
+    assert chunks.shape == (2, 4, 4)
+    np.testing.assert_array_equal(chunks[0], [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]])
+    np.testing.assert_array_equal(valid[0], [True, True, True, True])
+    np.testing.assert_array_equal(chunks[1, 0], [10, 11, 12, 10])  # 3 real samples, tiled to 4
+    np.testing.assert_array_equal(valid[1], [True, False, False, False])
+
+
+def test_chunked_evaluation_is_the_mean_over_the_chunks_of_each_clip(setup):
+    config, _, params, rest, _ = setup
+    chunked = type(config)(config.to_dict())
+    chunked.unlock()
+    chunked.event_eval, chunked.event_class_groups = False, None
+    chunked.eval_chunk_seconds, chunked.eval_chunk_hop_seconds = 1.0, 0.5
+    chunked.eval_metrics = ("lwlrap", "pr_auc")
+    graphdef = nnx.split(FakeModel(FakeConfig(num_classes=10)), nnx.Param, ...)[0]
+    mesh = sharding.make_mesh(-1, 1)
+    _, spec = experiment.open_split(chunked, chunked.eval_split)
+    shard = jax.tree.map(lambda _: sharding.replicated(mesh), (params, rest))
+    ev = evaluator.Evaluator(chunked, FakeConfig(num_classes=10), graphdef, mesh, shard, spec, None)
+    got = ev.predictions(params, rest, chunked.eval_split, progress=False)
+    rate = spec.sample_rate
+    want = []
+    for batch in experiment.make_eval_data(chunked, chunked.eval_split):
+        wave = batch["waveform"].astype(np.float32) / 32768.0
+        for row, keep in zip(wave, batch["mask"]):
+            if keep:  # 10 s clips: 19 chunks of 1 s every 0.5 s, all inside the clip
+                scores = [fake_outputs(row[None, s:s + rate], 10)[0][0] for s in range(0, 9 * rate + 1, rate // 2)]
+                want.append(np.mean(scores, axis=0))
+    np.testing.assert_allclose(got["clipwise"], np.stack(want), rtol=1e-5, atol=1e-6)
+    result = evaluator.score(got, ev.settings)
+    assert result["lwlrap"] == pytest.approx(metrics.lwlrap(got["target"], got["clipwise"]))
+    assert 0.0 < result["pr_auc"] <= 1.0

@@ -122,30 +122,6 @@ def test_desed_constants_match_the_builder_and_the_official_table():
                           "Cat": 0.51, "Dog": 0.39, "Vacuum_cleaner": 0.14}
 
 
-def test_audioset_to_desed_activity_any_member_strictly_above_threshold():
-    frames = np.zeros((5, 527), np.float32)
-    frames[0, 369] = 0.48           # Blender exactly at its threshold: off
-    frames[1, 369] = 0.481          # just above: on
-    frames[2, 377] = 0.15           # Vacuum (0.14) on
-    frames[2, 79] = 0.5             # last Dog member (0.39) on
-    frames[2, 80] = 0.9             # 80 belongs to no group
-    frames[3, 8] = 0.99             # 8 is not Speech
-    frames[3, 7] = 0.28             # Speech synthesizer > 0.275: Speech on
-    frames[3, 81] = 0.51            # Cat exactly at 0.51: off
-    frames[4, 310] = 0.19           # Car alarm -> Alarm_bell_ringing (0.18) on
-    frames[4, 366] = 0.19           # Chopping below Frying's 0.20 ...
-    frames[4, 367] = 0.21           # ... but Frying itself above: on (any member)
-    active = metrics.audioset_to_desed_activity(frames)
-    assert active.shape == (5, 10) and active.dtype == bool
-    on = {t: [metrics.DESED_CLASSES[g] for g in np.flatnonzero(active[t])] for t in range(5)}
-    assert on == {0: [], 1: ["Blender"], 2: ["Dog", "Vacuum_cleaner"], 3: ["Speech"],
-                  4: ["Alarm_bell_ringing", "Frying"]}
-    batched = metrics.audioset_to_desed_activity(np.stack([frames, frames]))
-    assert batched.shape == (2, 5, 10) and (batched == active).all()
-    with pytest.raises(ValueError):
-        metrics.audioset_to_desed_activity(np.zeros((5, 10)))
-
-
 # --------------------------------------------------------------------------------------------
 # Event F1
 # --------------------------------------------------------------------------------------------
@@ -313,3 +289,32 @@ def test_clip_events_f1_thresholds_frame_maps():
     assert counts(ragged, "a") == (1, 0, 0)
     with pytest.raises(ValueError):
         metrics.clip_events_f1(probs, gt[:1], step, ["a", "b"])
+
+
+def test_lwlrap_is_label_weighted_lrap():
+    from sklearn.metrics import label_ranking_average_precision_score
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(size=(40, 7))
+    one_hot = np.eye(7)[rng.integers(0, 7, 40)]
+    # With one positive per clip, label weighting equals sklearn's sample-weighted LRAP.
+    assert metrics.lwlrap(one_hot, scores) == pytest.approx(label_ranking_average_precision_score(one_hot, scores))
+    # Hand case: clip 0 positives {0, 2} ranked 1st and 3rd; clip 1 positive {1} ranked 2nd.
+    target = np.array([[1, 0, 1], [0, 1, 0]], np.float32)
+    s = np.array([[0.9, 0.5, 0.1], [0.8, 0.6, 0.1]])
+    assert metrics.lwlrap(target, s) == pytest.approx((1 / 1 + 2 / 3 + 1 / 2) / 3)
+    assert metrics.lwlrap(target, target) == 1.0
+
+
+def test_micro_pr_auc_follows_keras_interpolation():
+    rng = np.random.default_rng(4)
+    target = (rng.uniform(size=(60, 5)) > 0.7).astype(np.float32)
+    assert metrics.micro_pr_auc(target, target * 0.9 + 0.05) == pytest.approx(1.0)
+    scores = rng.uniform(size=(60, 5))
+    from sklearn.metrics import average_precision_score
+    ap = average_precision_score(target.ravel(), scores.ravel())
+    # 200 thresholds with interpolated precision: close to, not equal to, the exact average precision.
+    assert metrics.micro_pr_auc(target, scores) == pytest.approx(ap, abs=0.03)
+    # Two thresholds' worth of distinct scores: the Davis-Goadrich area of a two-point curve by hand.
+    t = np.array([[1, 0], [0, 1]], np.float32)
+    p = np.array([[0.9, 0.2], [0.3, 0.8]])  # both positives above both negatives
+    assert metrics.micro_pr_auc(t, p) == pytest.approx(1.0)

@@ -70,6 +70,15 @@ def test_windows_cover_the_recording_with_one_shape():
         htsat_windows.WindowSpec.from_seconds(CONFIG, 10.0, 12.0)
 
 
+def stitch(window_maps, starts, num_samples, spec):
+    """Window frame maps at sample offsets ``starts`` -> the recording's frame map, as AudioTagger
+    stitches them (``Windows.local_frames`` + ``windowing.Stitcher``)."""
+    st = windowing.Stitcher(spec.num_frames(num_samples), window_maps[0].shape[1])
+    for fmap, start in zip(window_maps, starts):
+        st.add(start // spec.frame_hop, spec.local_frames(np.asarray(fmap), min(spec.window, num_samples)))
+    return st.result()
+
+
 @pytest.mark.parametrize("seconds,on,off", [(47.3, 12.34, 14.9), (23.0, 9.2, 17.75), (3.0, 1.0, 2.0)])
 def test_stitched_window_maps_give_events_at_absolute_times(seconds, on, off):
     """Window maps built with the model's step -> time mapping come back as events at the true times."""
@@ -84,7 +93,7 @@ def test_stitched_window_maps_give_events_at_absolute_times(seconds, on, off):
         fmap[:, 0] = (t >= on) & (t < off)
         fmap[:, 1] = 0.2  # never above threshold
         maps.append(fmap)
-    stitched = htsat_windows.stitch(maps, starts, n, spec)
+    stitched = stitch(maps, starts, n, spec)
     assert stitched.shape == (1 + n // HOP, 2)
     found = events.detect_events(stitched, spec.seconds_per_frame, ["a", "b"], threshold=0.5, max_seconds=n / SR)
     assert [e.label for e in found] == ["a"]

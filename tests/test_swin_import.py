@@ -154,8 +154,8 @@ def test_resampling_matches_torch_and_keeps_constants(s1, s2):
 
 def test_htsat_checkpoint_is_not_a_swin_file():
     path = str(require(FIXTURES / "tiny" / "htsat_tiny.ckpt"))
-    assert not swin_import.is_swin_checkpoint(path)
-    assert swin_import.is_swin_checkpoint(str(SWIN_PTH))
+    assert not swin_import.is_swin_state(convert.read_torch_file(path))
+    assert swin_import.is_swin_state(convert.read_torch_file(str(SWIN_PTH)))
     with pytest.raises(CheckpointError, match="htsat_tiny.ckpt is not a Swin checkpoint") as err:
         swin_import.load_swin_weights(path, CONFIG, _sentinel_init())
     assert "state_dict" in str(err.value) and "HTS-AT checkpoint" in str(err.value)
@@ -181,8 +181,6 @@ def test_other_files_are_refused(tmp_path):
         swin_import.load_swin_weights(_save(tmp_path, {"state": {"x": torch.zeros(1)}}), CONFIG, {})
     with pytest.raises(CheckpointError, match="not found"):
         swin_import.load_swin_weights(str(tmp_path / "nope.pth"), CONFIG, {})
-    assert not swin_import.is_swin_checkpoint(str(tmp_path / "nope.pth"))
-    assert not swin_import.is_swin_checkpoint(str(tmp_path))
 
 
 def test_trainer_initial_weights_takes_the_swin_path():

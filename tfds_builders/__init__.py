@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import pathlib
 import types
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ DATASETS: dict[str, str] = {
     "desed": "tfds_builders.desed",
     "synthetic_events": "tfds_builders.synthetic_events",
     "fsd50k": "tfds_builders.fsd50k",
+    "audio_folder": "tfds_builders.audio_folder",
 }
 
 
@@ -108,9 +108,3 @@ def build(
         )
     )
     return builder
-
-
-def skip_reports(builder: "tfds.core.DatasetBuilder") -> dict[str, pathlib.Path]:
-    """Split name -> path of its skip report, for a prepared builder."""
-    root = pathlib.Path(os.fspath(builder.data_dir))
-    return {split: root / f"skipped_{split}.json" for split in builder.info.splits}

@@ -16,7 +16,6 @@ Exit codes: 0 success, 2 bad input (unknown path, configs that differ, occupied 
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -29,9 +28,10 @@ if str(_REPO_ROOT) not in sys.path:  # run as a script: tools/ is on sys.path, t
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Average the weights of HTS-AT checkpoints.")
-    parser.add_argument("out", help="output model directory (must be new or empty)")
-    parser.add_argument("inputs", nargs="+", help="model directories, official .ckpt files or training work "
+    parser = argparse.ArgumentParser(description="Average the weights of checkpoints of one model (any registered "
+                                                 "model: HTS-AT, AST, ...).")
+    parser.add_argument("out", help="output model directory, local or gs:// (must be new or empty)")
+    parser.add_argument("inputs", nargs="+", help="model directories, released checkpoint files or training work "
                                                   "directories (their best/ checkpoints)")
     parser.add_argument("--top", type=int, default=None,
                         help="from each work directory, average only the K best checkpoints by its best_metric")
@@ -49,8 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from htsat_jax.training import averaging
     from htsat_jax import checkpoint as ckpt_lib
 
-    out = os.path.abspath(os.path.expanduser(args.out))
-    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+    from htsat_jax.utils import paths
+
+    out = paths.local_or_remote(args.out)
+    if paths.exists(out) and (not paths.isdir(out) or any(True for _ in paths.path(out).iterdir())):
         print(f"error: {out} exists and is not an empty directory", file=sys.stderr)
         return 2
     try:

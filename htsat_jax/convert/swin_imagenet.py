@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import re
 from typing import Any, Mapping
 
@@ -94,16 +93,6 @@ def is_swin_state(obj: Any) -> bool:
     """True for Microsoft's container: ``{'model': {'layers.0.blocks.0.attn.relative_position_bias_table': ...}}``."""
     return (isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping)
             and any(re.fullmatch(r"layers\.\d+\.blocks\.\d+\.attn\." + TABLE, str(k)) for k in obj["model"]))
-
-
-def is_swin_checkpoint(path: str) -> bool:
-    """True when ``path`` is a readable torch file holding a Swin checkpoint in Microsoft's layout."""
-    if not os.path.isfile(path):
-        return False
-    try:
-        return is_swin_state(convert.read_torch_file(path))
-    except CheckpointError:
-        return False
 
 
 def read_swin_state_dict(path: str, *, unsafe: bool = False) -> dict[str, np.ndarray]:

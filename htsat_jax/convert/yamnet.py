@@ -270,7 +270,7 @@ _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64",
                  7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64",
                  15: "uint32", 16: "uint16", 17: "int4"}
 _OPS = {0: "ADD", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC",
-        18: "MUL", 22: "RESHAPE", 34: "PAD", 36: "GATHER", 40: "MEAN", 73: "LOG"}
+        18: "MUL", 22: "RESHAPE", 34: "PAD", 36: "GATHER", 40: "MEAN", 73: "LOG", 131: "RFFT2D", 135: "COMPLEX_ABS"}
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 
@@ -640,7 +640,7 @@ def load_yamnet(path: str, *, loss_type: str | None = None, require_head: bool =
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"YAMNet file not found: {path}")
-    kind = model_lib._kind(path)
+    kind = model_lib.file_kind(path)
     if kind == "h5":
         return read_h5(path, loss_type=loss_type, require_head=require_head)
     if kind == "tflite":

@@ -19,11 +19,13 @@ from htsat_jax.utils import paths
 logger = logging.getLogger("htsat_jax")
 
 
-def data_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The pipeline arguments of ``config``'s dataset and data policy (any stored rate)."""
+def data_kwargs(config: ml_collections.ConfigDict, *, train: bool = False) -> dict[str, Any]:
+    """The pipeline arguments of ``config``'s dataset and data policy (any stored rate); evaluation
+    clips are ``eval_clip_seconds`` long when the recipe sets it (e.g. whole clips, cut in chunks)."""
+    seconds = config.clip_seconds if train else (config.eval_clip_seconds or config.clip_seconds)
     return dict(dataset=config.dataset, data_dir=paths.local_or_remote(config.data_dir),
                 builder_config=config.builder_config or None,
-                clip_seconds=config.clip_seconds, length_policy=config.length_policy)
+                clip_seconds=seconds, length_policy=config.length_policy)
 
 
 def folds(config: ml_collections.ConfigDict, which: str) -> tuple[int, ...] | None:
@@ -33,7 +35,7 @@ def folds(config: ml_collections.ConfigDict, which: str) -> tuple[int, ...] | No
 
 
 def open_split(config: ml_collections.ConfigDict, split: str):
-    """``(source, spec)`` of one split (the spec at the stored rate, with the recipe's policy)."""
+    """``(source, spec)`` of one split for evaluation (the spec at the stored rate, with the recipe's policy)."""
     return pipeline.open_source(**data_kwargs(config), split=split)
 
 

@@ -154,6 +154,9 @@ for _spec in (
         DatasetSpec("speech_commands", 16000, 160000, 35, multi_label=False,
                     length_policy=REPEAT_TO_LENGTH, tfds_name="speech_commands_v2"),
         DatasetSpec("desed", 32000, _TEN_S_32K, 10, multi_label=True, has_events=True),
+        # Clips of 0.3-30 s at 16 kHz (the builder's default config; "32k" exists too); recipes set
+        # their own clip length (LEAN: 1 s crops for training, whole clips in 1 s chunks for eval).
+        DatasetSpec("fsd50k", 16000, 16000, 200, multi_label=True),
         DatasetSpec("synthetic_events", 32000, _TEN_S_32K, 10, multi_label=True,
                     has_events=True),
 ):
@@ -641,8 +644,9 @@ class _ReadExample:
 
     def __init__(self, source: Any, spec: DatasetSpec, *, with_ids: bool,
                  strong_label_frames: int, time_shift: bool, random_crop: bool,
-                 max_events: int = 0):
+                 max_events: int = 0, with_length: bool = False):
         self._source = source
+        self._with_length = with_length
         self._spec = spec
         self._with_ids = with_ids
         self._max_events = max_events
@@ -663,12 +667,17 @@ class _ReadExample:
                 (self._strong_label_frames, spec.num_classes), np.float32)
         if self._max_events:
             example["events"] = _padded_events(None, self._max_events, "")
+        if self._with_length:
+            example["length"] = np.int32(0)
         return example
 
     def random_map(self, record_index: int, rng: np.random.Generator | None):
         spec = self._spec
         record = self._source[int(record_index)]
         waveform = np.asarray(record["waveform"], dtype=np.int16)
+        # Real samples in the fixed-length clip (the rest is zero padding); chunked evaluation uses it.
+        length = min(waveform.shape[0], spec.clip_samples) if spec.length_policy == PAD_OR_TRUNCATE \
+            else spec.clip_samples
         if (rng is not None and self._random_crop and spec.length_policy == PAD_OR_TRUNCATE
                 and waveform.shape[0] > spec.clip_samples):
             start = int(rng.integers(0, waveform.shape[0] - spec.clip_samples + 1))
@@ -679,6 +688,8 @@ class _ReadExample:
             # A circular shift keeps the whole clip: nothing is cut off or zero-filled.
             waveform = np.roll(waveform, int(rng.integers(0, spec.clip_samples)))
         example = {"waveform": np.ascontiguousarray(waveform)}
+        if self._with_length:
+            example["length"] = np.int32(length)
         if spec.multi_label:
             example["target"] = np.asarray(record["labels"], dtype=np.float32)
         else:
@@ -1021,7 +1032,7 @@ def make_eval_data(
 
     read = _ReadExample(source, spec, with_ids=_has_feature(source, "id"),
                         strong_label_frames=strong_label_frames, time_shift=False,
-                        random_crop=False, max_events=max_events)
+                        random_crop=False, max_events=max_events, with_length=True)
     positions = grain.MapDataset.range(num_batches * global_batch_size)
     examples = positions[process_index::process_count].map(_ReadOrPad(read, records))
     stream = examples.to_iter_dataset(_read_options(num_threads, prefetch_buffer_size, local_batch))

@@ -30,6 +30,8 @@ from htsat_jax.utils import paths
 logger = logging.getLogger("htsat_jax")
 
 PCM_SCALE = 32768.0  # int16 PCM -> [-1, 1)
+# Clip-level metrics beyond the defaults (mAP, d', accuracy), named in config.eval_metrics.
+EXTRA_METRICS = {"lwlrap": metrics.lwlrap, "pr_auc": metrics.micro_pr_auc}
 # Ground truth the host keeps from each batch (the programs never see it).
 TRUTH_KEYS = ("target", "label", "events")
 
@@ -46,6 +48,8 @@ class EvalSettings:
     seconds_per_step: float | None = None
     clip_seconds: float | None = None
     psds_scenarios: tuple[int, ...] = ()
+    extra_metrics: tuple[str, ...] = ()  # of EXTRA_METRICS
+    chunk: tuple[int, int] | None = None  # (size, hop) in samples at the data's rate: chunked evaluation
 
     @property
     def events(self) -> bool:
@@ -57,10 +61,25 @@ def waveform_for_model(batch_waveform: jax.Array, data_rate: int, model_rate: in
     return resample_fft(batch_waveform.astype(jnp.float32) / PCM_SCALE, data_rate, model_rate)
 
 
+def chunk_waveforms(waveform: jax.Array, length: jax.Array, size: int, hop: int) -> tuple[jax.Array, jax.Array]:
+    """Clips ``(B, S)`` with ``length (B,)`` real samples -> chunks ``(B, K, size)`` every ``hop`` samples
+    and ``valid (B, K)``: chunks inside the clip; a clip shorter than ``size`` is tiled to fill its
+    one chunk (the FSD50K baseline protocol)."""
+    num = 1 + max(0, waveform.shape[1] - size) // hop
+    starts = jnp.arange(num) * hop
+    length = jnp.maximum(length, 1)
+    index = starts[None, :, None] + jnp.arange(size)[None, None, :]  # (1, K, size)
+    tiled = length[:, None, None] < size
+    index = jnp.where(tiled, index % length[:, None, None], jnp.minimum(index, waveform.shape[1] - 1))
+    chunks = jnp.take_along_axis(waveform[:, None, :], index, axis=2)
+    valid = (starts[None, :] == 0) | (starts[None, :] + size <= length[:, None])
+    return chunks, valid
+
+
 def make_predict_fn(graphdef: nnx.GraphDef, *, data_rate: int, model_rate: int,
                     time_shifts: Iterable[int] = (0,), event_groups: Sequence[Sequence[int]] | None = None,
-                    frame_outputs: bool = False) -> Callable:
-    """``(params, rest, waveform) -> {"clipwise", ["frames"]}`` in eval mode (pure, for ``jax.jit``).
+                    frame_outputs: bool = False, chunk: tuple[int, int] | None = None) -> Callable:
+    """``(params, rest, waveform, length) -> {"clipwise", ["frames"]}`` in eval mode (pure, for ``jax.jit``).
 
     Args:
       data_rate / model_rate: the waveform is resampled on device when they differ.
@@ -69,15 +88,27 @@ def make_predict_fn(graphdef: nnx.GraphDef, *, data_rate: int, model_rate: int,
       event_groups: per event class, the model classes it gathers; clip scores and frame maps are
         the max over each group (DESED from an AudioSet model: "any member above threshold").
       frame_outputs: also return the frame map of the unshifted pass.
+      chunk: ``(size, hop)`` samples: the model sees chunks of each clip (:func:`chunk_waveforms`) and
+        the clip score is the mean of its valid chunks' scores (no frame map then).
     """
     shifts = tuple(int(s) for s in time_shifts)
 
-    def predict(params, rest, waveform):
+    def run(model, x, length):
+        if chunk is None:
+            return model(waveform_for_model(x, data_rate, model_rate))
+        chunks, valid = chunk_waveforms(x, length, *chunk)
+        b, k, n = chunks.shape
+        out = model(waveform_for_model(chunks.reshape(b * k, n), data_rate, model_rate))
+        scores = out["clipwise_output"].reshape(b, k, -1)
+        weights = valid.astype(scores.dtype)[..., None]
+        return {"clipwise_output": (scores * weights).sum(1) / weights.sum(1)}
+
+    def predict(params, rest, waveform, length):
         model = nnx.merge(graphdef, jax.tree.map(lambda a: a, params), jax.tree.map(lambda a: a, rest))
         clip, frames = None, None
         for i, s in enumerate(shifts):
             x = jnp.roll(waveform, -s, axis=1) if s else waveform
-            out = model(waveform_for_model(x, data_rate, model_rate))
+            out = run(model, x, length)
             clip = out["clipwise_output"] if clip is None else clip + out["clipwise_output"]
             if i == 0:
                 frames = out.get("framewise_output")
@@ -97,7 +128,7 @@ def make_predict_fn(graphdef: nnx.GraphDef, *, data_rate: int, model_rate: int,
 
 def collect_predictions(predict: Callable[[np.ndarray], Mapping], eval_data: Iterable, mesh, *,
                         progress: str | None = None, total: int | None = None) -> dict[str, np.ndarray]:
-    """Run ``predict`` (a global waveform batch -> outputs) over every eval batch; returns host arrays
+    """Run ``predict`` (global waveform and length batches -> outputs) over every eval batch; returns host arrays
     of the real (unmasked) rows, the model outputs next to the batch's ground truth."""
     chunks: dict[str, list[np.ndarray]] = {}
     iterator = eval_data
@@ -105,7 +136,8 @@ def collect_predictions(predict: Callable[[np.ndarray], Mapping], eval_data: Ite
         from tqdm import tqdm
         iterator = tqdm(eval_data, desc=progress, total=total, unit="batch", leave=False)
     for local in iterator:
-        out = predict(sharding.global_batch({"waveform": local["waveform"]}, mesh)["waveform"])
+        inputs = sharding.global_batch({"waveform": local["waveform"], "length": local["length"]}, mesh)
+        out = predict(inputs["waveform"], inputs["length"])
         host = {k: np.asarray(v) for k, v in out.items()}  # replicated outputs: addressable everywhere
         truth = _global_truth(local)
         keep = truth.pop("mask").astype(bool)
@@ -127,6 +159,8 @@ def _global_truth(local: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def score(preds: Mapping[str, np.ndarray], settings: EvalSettings) -> dict[str, float]:
     """Tagging metrics (mAP, d', accuracy) and, for strong labels, event-based F1."""
     result = metrics.tagging_metrics(preds["target"], preds["clipwise"], multi_label=settings.multi_label)
+    for name in settings.extra_metrics:
+        result[name] = float(EXTRA_METRICS[name](preds["target"], preds["clipwise"]))
     if settings.events:
         result.update(event_scores(preds, settings))
         for scenario in settings.psds_scenarios:
@@ -205,6 +239,9 @@ def make_settings(config: ml_collections.ConfigDict, model_cfg: Any, spec, class
                   ) -> EvalSettings:
     """The scoring settings of a run: event scoring needs a model with frame-level output."""
     event_names, step = None, None
+    if config.event_eval and config.eval_chunk_seconds:
+        raise ValueError("config.event_eval scores frame maps of whole clips; it cannot be combined with "
+                         "chunked evaluation (config.eval_chunk_seconds)")
     if config.event_eval:
         step = models.module_of(model_cfg).frame_seconds(
             model_cfg, int(round(spec.clip_seconds * model_cfg.sample_rate)))
@@ -217,7 +254,26 @@ def make_settings(config: ml_collections.ConfigDict, model_cfg: Any, spec, class
         multi_label=spec.multi_label, class_names=class_names, event_class_names=event_names,
         event_thresholds=np.asarray(config.event_thresholds, np.float64),
         event_clip_gate=config.event_clip_gate, seconds_per_step=step, clip_seconds=spec.clip_seconds,
-        psds_scenarios=tuple(int(x) for x in config.event_psds_scenarios) if config.event_eval else ())
+        psds_scenarios=tuple(int(x) for x in config.event_psds_scenarios) if config.event_eval else (),
+        extra_metrics=_extra_metrics(config), chunk=_chunk(config, spec.sample_rate))
+
+
+def _extra_metrics(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    unknown = sorted(set(config.eval_metrics) - set(EXTRA_METRICS))
+    if unknown:
+        raise ValueError(f"config.eval_metrics: unknown {unknown}; known: {sorted(EXTRA_METRICS)}")
+    return tuple(config.eval_metrics)
+
+
+def _chunk(config: ml_collections.ConfigDict, rate: int) -> tuple[int, int] | None:
+    """``config.eval_chunk_seconds`` / ``eval_chunk_hop_seconds`` in samples at the data's rate."""
+    if not config.eval_chunk_seconds:
+        return None
+    size = int(round(config.eval_chunk_seconds * rate))
+    hop = int(round((config.eval_chunk_hop_seconds or config.eval_chunk_seconds) * rate))
+    if size < 1 or hop < 1:
+        raise ValueError(f"eval chunks of {config.eval_chunk_seconds} s every {config.eval_chunk_hop_seconds} s")
+    return size, hop
 
 
 class Evaluator:
@@ -249,10 +305,11 @@ class Evaluator:
         if key not in self._programs:
             fn = make_predict_fn(self.graphdef, data_rate=self.spec.sample_rate,
                                  model_rate=self.model_cfg.sample_rate, time_shifts=key,
-                                 event_groups=self.event_groups, frame_outputs=self.settings.events)
-            self._programs[key] = jax.jit(
-                fn, in_shardings=(*self.param_shardings, sharding.batch_sharding(self.mesh)),
-                out_shardings=sharding.replicated(self.mesh))
+                                 event_groups=self.event_groups, frame_outputs=self.settings.events,
+                                 chunk=self.settings.chunk)
+            batch = sharding.batch_sharding(self.mesh)
+            self._programs[key] = jax.jit(fn, in_shardings=(*self.param_shardings, batch, batch),
+                                          out_shardings=sharding.replicated(self.mesh))
         return self._programs[key]
 
     def data(self, split: str):
@@ -265,7 +322,7 @@ class Evaluator:
                     progress: bool = True) -> dict[str, np.ndarray]:
         """Host arrays of the model outputs and the ground truth over ``split``."""
         program, data = self.program(shifts), self.data(split)
-        return collect_predictions(lambda w: program(params, rest, w), data, self.mesh,
+        return collect_predictions(lambda w, n: program(params, rest, w, n), data, self.mesh,
                                    progress=f"eval {split}" if progress else None, total=len(data))
 
     # ---------------------------------------------------------------- what the trainer calls
@@ -311,8 +368,8 @@ class Evaluator:
             return out
         program = self.program((0,))
         for local in self.data(self.config.test_split):
-            pred = jax.device_get(program(params, rest, sharding.global_batch(
-                {"waveform": local["waveform"]}, self.mesh)["waveform"]))
+            inputs = sharding.global_batch({"waveform": local["waveform"], "length": local["length"]}, self.mesh)
+            pred = jax.device_get(program(params, rest, inputs["waveform"], inputs["length"]))
             for i in range(local["waveform"].shape[0]):
                 if len(out) >= count or not local["mask"][i]:
                     break

@@ -148,6 +148,54 @@ def accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(np.argmax(scores, axis=-1) == labels))
 
 
+def lwlrap(target: np.ndarray, scores: np.ndarray) -> float:
+    """Label-weighted label-ranking average precision (the FSD50K / DCASE 2019 task 2 metric).
+
+    For every positive (clip, class) pair: the share of the clip's positive classes among the
+    classes scored at least as high; averaged over all positive pairs (each pair weighs the same,
+    so classes weigh by their number of positives). NaN without any positive.
+    """
+    target, scores = _check_target_scores(target, scores)
+    total, pairs = 0.0, 0
+    for row_target, row_scores in zip(target > 0, scores):
+        positives = np.flatnonzero(row_target)
+        if positives.size == 0:
+            continue
+        at_least = row_scores[None, :] >= row_scores[positives][:, None]  # (P, C)
+        rank = at_least.sum(axis=1)
+        hits = (at_least & row_target[None, :]).sum(axis=1)
+        total += float(np.sum(hits / rank))
+        pairs += positives.size
+    return total / pairs if pairs else math.nan
+
+
+def micro_pr_auc(target: np.ndarray, scores: np.ndarray, num_thresholds: int = 200) -> float:
+    """Keras ``AUC(curve="PR", num_thresholds=200)`` on all (clip, class) pairs at once (micro), the
+    "validation AUC (PR)" LEAN selects on: counts at ``num_thresholds`` evenly spaced thresholds,
+    the area by Davis & Goadrich's interpolation between them, as Keras computes it."""
+    target, scores = _check_target_scores(target, scores)
+    y, p = target.reshape(-1) > 0, scores.reshape(-1).astype(np.float64)
+    eps = 1e-7
+    thresholds = np.concatenate([[-eps], (np.arange(1, num_thresholds - 1)) / (num_thresholds - 1), [1.0 + eps]])
+    above = p[None, :] > thresholds[:, None]  # (T, N)
+    tp = (above & y[None, :]).sum(axis=1).astype(np.float64)
+    fp = (above & ~y[None, :]).sum(axis=1).astype(np.float64)
+    fn = y.sum() - tp
+    if y.sum() == 0:
+        return math.nan
+    dtp = tp[:-1] - tp[1:]
+    pos = tp + fp
+    dp = pos[:-1] - pos[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(dp > 0, dtp / np.where(dp > 0, dp, 1.0), 0.0)
+        intercept = tp[1:] - slope * pos[1:]
+        ratio = np.where((pos[:-1] > 0) & (pos[1:] > 0), pos[:-1] / np.where(pos[1:] > 0, pos[1:], 1.0), 1.0)
+        denom = tp[1:] + fn[1:]
+        increments = np.where(denom > 0, slope * (dtp + intercept * np.log(ratio)) / np.where(denom > 0, denom, 1.0),
+                              0.0)
+    return float(np.sum(increments))
+
+
 def tagging_metrics(target: np.ndarray, scores: np.ndarray, *, multi_label: bool) -> dict[str, float]:
     """The clip-level numbers the trainer logs.
 
@@ -200,26 +248,6 @@ DESED_AUDIOSET_INDICES: tuple[tuple[int, ...], ...] = (
 # Per-class activation thresholds of the official TSCAM evaluation (fl_evaluate.fl_mapping),
 # aligned with DESED_CLASSES. They look tuned on the DESED eval set itself (spec: [UNVERIFIED]).
 DESED_THRESHOLDS: tuple[float, ...] = (0.18, 0.48, 0.51, 0.20, 0.39, 0.20, 0.20, 0.23, 0.275, 0.14)
-
-
-def audioset_to_desed_activity(framewise: np.ndarray) -> np.ndarray:
-    """The official 527 -> 10 frame mapping: DESED class g is active in a frame when *any* of its
-    AudioSet member classes has probability strictly greater than ``DESED_THRESHOLDS[g]``.
-
-    (The official loop first keeps classes above min(thresholds) = 0.14 and then tests the group's
-    own threshold; the pre-filter never changes the result.) No summing, averaging or smoothing.
-
-    Args:
-      framewise: ``(..., 527)`` AudioSet probabilities, e.g. ``(T, 527)`` for one clip.
-
-    Returns:
-      ``(..., 10)`` bool, classes in ``DESED_CLASSES`` order.
-    """
-    framewise = np.asarray(framewise)
-    if framewise.shape[-1] != 527:
-        raise ValueError(f"expected AudioSet probabilities (..., 527), got {framewise.shape}")
-    return np.stack([(framewise[..., list(idx)] > thr).any(axis=-1)
-                     for idx, thr in zip(DESED_AUDIOSET_INDICES, DESED_THRESHOLDS)], axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------

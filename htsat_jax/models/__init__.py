@@ -50,6 +50,7 @@ _BUILTIN = {
     "htsat": "htsat_jax.models.htsat",
     "ast": "htsat_jax.models.ast",
     "yamnet": "htsat_jax.models.yamnet",
+    "lean": "htsat_jax.models.lean",
 }
 _REGISTERED: dict[str, types.ModuleType | str] = {}
 # Model directories written before ``model_name`` existed: no name means HTS-AT, and an AST's

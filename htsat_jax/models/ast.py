@@ -476,14 +476,16 @@ def can_load(path: str) -> bool:
     import os
 
     from htsat_jax.convert import ast as ast_convert
-    from htsat_jax.convert.common import CheckpointError
+    from htsat_jax.convert.common import CheckpointError, read_torch_file
 
     if os.path.isdir(path):
         return ast_convert.is_hf_model_dir(path)
     if path.endswith(".safetensors"):
         return True
+    if path.endswith((".h5", ".tflite", ".json", ".onnx")):
+        return False
     try:
-        return ast_convert.is_ast_object(ast_convert.convert.read_torch_file(path))
+        return ast_convert.is_ast_object(read_torch_file(path))
     except CheckpointError:
         return False
 

@@ -75,12 +75,19 @@ def init_from_model_dir(path: str, config: Any, fresh: Mapping, *, arch_fields: 
     if type(src_cfg) is not type(config):
         raise ValueError(f"init_from={path} holds a {type(src_cfg).__name__}; the config asks for a "
                          f"{type(config).__name__}")
+    return merge_same_architecture(fresh, src_cfg, config, loaded, source=path, arch_fields=arch_fields, head=head)
+
+
+def merge_same_architecture(fresh: Mapping, src_cfg: Any, config: Any, loaded: Mapping, *, source: str,
+                            arch_fields: Sequence[str], head: Sequence[str]) -> tuple[dict, InitReport]:
+    """:func:`merge_weights` after checking that ``arch_fields`` agree (the error names each field);
+    the ``head`` entries stay fresh when the class counts differ."""
     diffs = [f"{f}: checkpoint {getattr(src_cfg, f)} vs config {getattr(config, f)}"
              for f in arch_fields if getattr(src_cfg, f) != getattr(config, f)]
     if diffs:
-        raise ValueError(f"init_from={path} does not match config.model: " + "; ".join(diffs))
+        raise ValueError(f"init_from={source} does not match config.model: " + "; ".join(diffs))
     keep = tuple(head) if src_cfg.num_classes != config.num_classes else ()
-    return merge_weights(fresh, loaded, source=path, keep_fresh=keep)
+    return merge_weights(fresh, loaded, source=source, keep_fresh=keep)
 
 
 def no_foreign_files(path: str) -> bool:

@@ -511,10 +511,6 @@ def init_from(path: str, config: HTSATConfig, fresh: Mapping, *, seed: int = 0) 
             swin_imagenet.swin_state_from_object(obj, path), config, fresh, source=path)
         return weights, report.summary()
     src_cfg, loaded = torch_htsat.convert_torch_object(obj, path)
-    diffs = [f"{f}: checkpoint {getattr(src_cfg, f)} vs config {getattr(config, f)}"
-             for f in ARCH_FIELDS if getattr(src_cfg, f) != getattr(config, f)]
-    if diffs:
-        raise ValueError(f"init_from={path} does not match config.model: " + "; ".join(diffs))
-    keep = HEAD if src_cfg.num_classes != config.num_classes else ()
-    weights, report = base.merge_weights(fresh, loaded, source=path, keep_fresh=keep)
+    weights, report = base.merge_same_architecture(fresh, src_cfg, config, loaded, source=path,
+                                                   arch_fields=ARCH_FIELDS, head=HEAD)
     return weights, report.summary()

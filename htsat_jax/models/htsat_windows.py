@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+
 
 import numpy as np
 
@@ -197,17 +197,3 @@ def step_intervals(frames: int, target: int, steps: int) -> np.ndarray:
     tiled = (target // frames) * frames
     edges = np.minimum(np.arange(steps + 1) * (target // steps) * (tiled - 1) / (target - 1), tiled - 1)
     return np.stack([edges[:-1], edges[1:]], axis=1)
-
-
-def stitch(window_maps: Sequence[np.ndarray], starts: Sequence[int], num_samples: int,
-           spec: WindowSpec) -> np.ndarray:
-    """Window frame maps ``(target, classes)`` at sample offsets ``starts`` -> ``(1 + L // hop, classes)``.
-
-    A convenience over :class:`Stitcher` + :func:`window_frames` for whole lists (tests, small
-    inputs); ``AudioTagger`` streams windows through a ``Stitcher`` instead.
-    """
-    st = windowing.Stitcher(spec.num_frames(num_samples), window_maps[0].shape[1])
-    for fmap, start in zip(window_maps, starts):
-        frames = spec.num_frames(min(spec.window, num_samples))
-        st.add(start // spec.hop_length, window_frames(np.asarray(fmap), frames))
-    return st.result()

@@ -305,10 +305,23 @@ class PatchWindows(windowing.Windows):
         self.config = config
         self.sample_rate = config.sample_rate
         self.frame_hop = frontend.PATCH_HOP_SAMPLES
-        self.window = max(1, int(round(window_s * self.sample_rate)))
-        self.hop = max(1, int(round(hop_s * self.sample_rate / self.frame_hop))) * self.frame_hop
+        self.window = int(round(window_s * self.sample_rate))
+        if self.window < self.frame_hop:
+            raise ValueError(f"window_s={window_s} is shorter than YAMNet's patch hop "
+                             f"({frontend.PATCH_HOP_SECONDS} s); windows would leave gaps")
+        steps = min(int(round(hop_s * self.sample_rate / self.frame_hop)), self.window // self.frame_hop)
+        self.hop = max(1, steps) * self.frame_hop   # whole 0.48 s steps, not past the window
         self.min_samples = 1
         self.buffer = frontend.padded_length(self.window)
+
+    def _key(self):
+        return (self.config, self.window, self.hop)
+
+    def __eq__(self, other):  # equal windows share the tagger's compiled program
+        return isinstance(other, PatchWindows) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
 
     def prepare(self, segment: np.ndarray) -> dict[str, np.ndarray]:
         buffer = np.zeros(self.buffer, np.float32)
@@ -349,7 +362,7 @@ def export_forward(model: Model, num_samples: int) -> None:
     return None
 
 
-def _kind(path: str) -> str | None:
+def file_kind(path: str) -> str | None:
     """``"h5"``, ``"tflite"`` or None, from the file's magic bytes."""
     if not os.path.isfile(path):
         return None
@@ -367,7 +380,7 @@ def can_load(path: str) -> bool:
     from htsat_jax.convert import yamnet as convert
     from htsat_jax.convert.common import CheckpointError
 
-    kind = _kind(os.fspath(path))
+    kind = file_kind(os.fspath(path))
     try:
         if kind == "h5":
             return convert.looks_like_yamnet_h5(path)

@@ -109,9 +109,9 @@ def mel_matrix(dtype: str = "float32") -> np.ndarray:
     return np.concatenate([np.zeros((1, MEL_BANDS), dt), weights])          # ...and padded back as zeros
 
 
-def _float_dtype(x) -> jnp.dtype:
-    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != jnp.float16 \
-        and x.dtype != jnp.bfloat16 else jnp.dtype(jnp.float32)
+def _compute_dtype(x) -> jnp.dtype:
+    """float64 for a float64 waveform (``jax_enable_x64``), float32 otherwise (also for bf16 / int input)."""
+    return jnp.dtype(jnp.float64) if x.dtype == jnp.float64 else jnp.dtype(jnp.float32)
 
 
 def pad_waveform(waveform):
@@ -126,7 +126,7 @@ def log_mel(waveform):
 
     Computed in float32 (float64 for a float64 input under ``jax_enable_x64``).
     """
-    dtype = _float_dtype(waveform)
+    dtype = _compute_dtype(waveform)
     x = waveform.astype(dtype)
     frames = num_frames(x.shape[-1])
     if frames < 1:

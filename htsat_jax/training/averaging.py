@@ -16,7 +16,6 @@ The command-line tools are ``tools/average_checkpoints.py`` and ``tools/evaluate
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -62,14 +61,14 @@ class Member:
 
 def is_workdir(path: str) -> bool:
     """A training work directory (holds ``best/``) or its ``best/`` folder itself."""
-    return os.path.isdir(os.path.join(path, BEST_DIR)) or _is_manager_dir(path)
+    return paths.isdir(paths.join(path, BEST_DIR)) or _is_manager_dir(path)
 
 
 def _is_manager_dir(path: str) -> bool:
-    if not os.path.isdir(path) or os.path.isfile(os.path.join(path, ckpt_lib.CONFIG_FILE)):
+    if not paths.isdir(path) or paths.isfile(paths.join(path, ckpt_lib.CONFIG_FILE)):
         return False
-    return any(d.isdigit() and os.path.isfile(os.path.join(path, d, "_CHECKPOINT_METADATA"))
-               for d in os.listdir(path))
+    return any(d.name.isdigit() and paths.isfile(paths.join(path, d.name, "_CHECKPOINT_METADATA"))
+               for d in paths.path(path).iterdir())
 
 
 def list_members(path: str, top: int | None = None) -> list[Member]:
@@ -89,7 +88,7 @@ def list_members(path: str, top: int | None = None) -> list[Member]:
         return _best_members(path, top)
     if ckpt_lib.is_model_dir(path):
         return [Member(path, "model_dir", _loader=lambda: _load_model_dir(path))]
-    if os.path.exists(path):
+    if paths.exists(path):
         return [Member(path, "released_file", _loader=lambda: _load_released(path))]
     raise SourceError(f"{path}: not a model directory (config.json + weights/), a training work "
                       f"directory (with {BEST_DIR}/) or a checkpoint file")
@@ -127,9 +126,9 @@ def _load_released(path: str):
 def _best_members(path: str, top: int | None) -> list[Member]:
     import orbax.checkpoint as ocp
 
-    best_dir = os.path.join(path, BEST_DIR) if os.path.isdir(os.path.join(path, BEST_DIR)) else path
-    workdir = os.path.dirname(best_dir)
-    experiment = _read_json(os.path.join(workdir, EXPERIMENT_CONFIG))
+    best_dir = paths.join(path, BEST_DIR) if paths.isdir(paths.join(path, BEST_DIR)) else path
+    workdir = os.fspath(paths.path(best_dir).parent)
+    experiment = _read_json(paths.join(workdir, EXPERIMENT_CONFIG))
     with ocp.CheckpointManager(best_dir, item_handlers=ocp.StandardCheckpointHandler(),
                                options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
         steps = sorted(mngr.all_steps())
@@ -143,15 +142,14 @@ def _best_members(path: str, top: int | None) -> list[Member]:
                 raise SourceError(f"{best_dir}: steps {missing} have no stored '{metric}'; cannot rank them")
             steps = sorted(steps, key=lambda s: (-float(step_metrics[s][metric]), s))[:top]
         config, class_names = _workdir_model_config(workdir, experiment, mngr, steps[0], best_dir)
-    return [Member(os.path.join(best_dir, str(s)), "best_step", metrics=step_metrics[s] or None,
+    return [Member(paths.join(best_dir, str(s)), "best_step", metrics=step_metrics[s] or None,
                    _loader=_best_loader(best_dir, s, config, class_names)) for s in steps]
 
 
 def _read_json(path: str) -> dict | None:
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return paths.read_json(path)
 
 
 def _metric_name(experiment: dict | None, step_metrics: Mapping[int, Mapping], where: str) -> str:
@@ -168,7 +166,7 @@ def _workdir_model_config(workdir: str, experiment: dict | None, mngr, step: int
                           where: str) -> tuple[Any, list[str] | None]:
     """The run's model config: from its exported ``model/`` when present, else its experiment config
     (the class count from the config, else from the prepared dataset)."""
-    model_meta = _read_json(os.path.join(workdir, MODEL_DIR, ckpt_lib.CONFIG_FILE))
+    model_meta = _read_json(paths.join(workdir, MODEL_DIR, ckpt_lib.CONFIG_FILE))
     if model_meta and model_meta.get("format") == ckpt_lib.FORMAT:
         return ckpt_lib.config_from_dict(model_meta["model"]), model_meta.get("class_names")
     if experiment is None:

@@ -254,7 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
                 jax.process_count())
 
     # ---------------------------------------------------------------- data
-    data_kwargs = experiment.data_kwargs(config)
+    data_kwargs = experiment.data_kwargs(config, train=True)
     train_folds = experiment.folds(config, "train")
     num_train = input_pipeline.count_records(**data_kwargs, split=config.train_split, folds=train_folds)
     steps_per_epoch = int(config.steps_per_epoch or max(1, num_train // config.batch_size))
@@ -264,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
     train_ds = input_pipeline.make_train_dataset(
         **data_kwargs, split=config.train_split, global_batch_size=config.batch_size,
         seed=int(config.seed) % 2**32, folds=train_folds, balanced=config.balanced_sampling,
-        num_threads=config.num_threads)
+        random_crop=config.random_crop, num_threads=config.num_threads)
     train_iter = iter(train_ds)
     _, spec = experiment.open_split(config, config.eval_split)
     class_names = experiment.class_names(config)

@@ -1,0 +1,355 @@
+"""LEAN (wave encoder BiLSTM + YAMNet + cross-attention): shapes and the parameter count of the
+default, every config switch, chunking of any input length, ``init_from`` a YAMNet (the real
+``.tflite``) or LEAN source, learning synthetic 1 s clips through the trainer (integration), and
+fine-tuning from the real YAMNet on real ESC-10 clips with held-out sources (acceptance).
+
+Spec: ../shared/reference/LEAN_YAMNET_SPEC.md §1.5 (model), §1.6 (switches), §5.3 (checks), §5.7
+(chunks). Figures of the trainer runs are printed (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx, traverse_util
+
+from conftest import SHARED, require
+from htsat_jax import checkpoint as ckpt_lib
+from htsat_jax import models
+from htsat_jax.models import lean
+from htsat_jax.models import yamnet
+
+TFLITE = SHARED / "weights" / "yamnet" / "yamnet.tflite"
+ESC10 = SHARED / "data" / "esc10_subset"
+TINY = lean.VARIANTS["tiny"]
+
+# The default model's trainable parameters (spec §1.5 table), derived part by part:
+YAMNET_BACKBONE = 3_195_456          # 14 layers of kernels + BatchNorm beta (YAMNet without its 521-way head)
+BILSTM1 = 2 * 4 * (128 * (400 + 128) + 128)    # 541,696: 40 x 400 input, 128 units, 2 directions
+BILSTM2 = 2 * 4 * (128 * (256 + 128) + 128)    # 394,240: 256 = 2 x 128 input
+PROJECTION = 1024 * 256 + 256                   # 262,400
+HEAD = 512 * 200 + 200                          # 102,600: concat(E_yam, C_t) -> 200 FSD50K classes
+DEFAULT_TOTAL = YAMNET_BACKBONE + BILSTM1 + BILSTM2 + PROJECTION + HEAD   # dot attention: 0 parameters
+BN_STATISTICS = 21_888
+
+
+def n_params(model, kind=nnx.Param) -> int:
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, kind))))
+
+
+def tiny_config(**fields) -> lean.Config:
+    return lean.Config(**{"num_classes": 10, **TINY, **fields})
+
+
+def waves(batch: int, samples: int, seed: int = 0) -> jax.Array:
+    return 0.3 * jax.random.normal(jax.random.key(seed), (batch, samples), jnp.float32)
+
+
+# ============================================================================ (a) the default model
+
+
+def test_default_parameter_count_is_4_50_million():
+    assert DEFAULT_TOTAL == 4_496_392
+    config = lean.Config()
+    model = models.abstract(config)
+    assert n_params(model) == DEFAULT_TOTAL == lean.parameter_budget(config)["total"]
+    assert n_params(model, nnx.BatchStat) == BN_STATISTICS
+    assert abs(DEFAULT_TOTAL - 4.50e6) / 4.50e6 < 0.02
+    # The YAMNet branch is YAMNet's backbone exactly (its 521-way classifier is not part of LEAN).
+    assert n_params(model.yamnet) == YAMNET_BACKBONE == yamnet.param_count(models.abstract(yamnet.Config())) - 534_025
+    # Spec §5.3: the multi-head attention variant and the YAMNet-only baseline.
+    assert n_params(models.abstract(lean.Config(attention="mha"))) == 4_759_560
+    assert n_params(models.abstract(lean.Config(branches="yamnet_only"))) == 3_509_256
+
+
+def test_default_shapes_and_attention():
+    model = models.build(lean.Config(), seed=0)
+    capture = {}
+    out = nnx.jit(lambda m, x: m(x, capture=capture) | {k: capture[k] for k in
+                                                       ("wave", "yamnet_map", "e_yam", "attention_weights")})(
+        model, waves(2, 16000))
+    assert out["clipwise_output"].shape == (2, 200)
+    assert out["framewise_output"].shape == (2, 2, 200)       # two 0.5 s steps of one chunk
+    assert out["latent_output"].shape == (2, 512)
+    assert out["wave"].shape == (2, 40, 256)                   # H_w
+    assert out["yamnet_map"].shape == (2, 1, 3, 2, 1024)       # F, one patch per chunk
+    assert out["e_yam"].shape == (2, 1, 256)                   # E_yam
+    assert out["attention_weights"].shape == (2, 1, 40)
+    np.testing.assert_allclose(np.asarray(out["attention_weights"]).sum(-1), 1.0, rtol=1e-5)
+    p = np.asarray(out["clipwise_output"])
+    assert np.all((p > 0) & (p < 1))
+    np.testing.assert_allclose(np.asarray(out["framewise_output"])[:, 0], p, rtol=1e-6)
+
+
+def test_lstm_init_follows_keras_and_unrolled_loop_matches_the_scan():
+    model = models.build(tiny_config(), seed=0)
+    cell = model.wave.lstm1.forward_rnn.cell
+    units = TINY["lstm_units"]
+    bias = np.asarray(cell.dense_h.bias.value)
+    assert np.all(bias[units:2 * units] == 1.0) and np.all(np.delete(bias, np.s_[units:2 * units]) == 0.0)
+    x = waves(2, 16000, seed=3)
+    a, b = model(x), model(x, unroll_lstm=True)
+    np.testing.assert_allclose(np.asarray(b["clipwise_output"]), np.asarray(a["clipwise_output"]), atol=1e-6)
+
+
+# ============================================================================ (b) every switch
+
+SWITCHES = [
+    {},
+    {"branches": "wave_only"},
+    {"branches": "yamnet_only"},
+    {"fusion": "concat_last"},
+    {"attention": "mha"},
+    {"attention_scale": "none"},
+    {"attention_scale": "learned"},
+    {"attention_query": "wave", "yamnet_tokens": "time"},
+    {"yamnet_tokens": "time"},
+    {"yamnet_tokens": "grid"},
+    {"yamnet_patching": "official_padded"},
+    {"logmel_norm": "none"},
+    {"logmel_norm": "band_mean"},
+    {"freeze_yamnet": True},
+    {"yamnet_freeze_bn": True},
+    {"loss_type": "clip_ce"},
+    {"chunk_policy": "fsd50k_baseline"},
+    {"train_crop": "all"},
+]
+
+
+@pytest.mark.parametrize("fields", SWITCHES, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "tiny")
+def test_each_switch_builds_trains_and_runs(fields):
+    config = tiny_config(**fields)
+    assert lean.Config.from_dict(config.to_dict()) == config
+    model = models.build(config, seed=1)
+    assert n_params(model) == lean.parameter_budget(config)["total"]
+    x = waves(2, 24000, seed=2)   # 1.5 s: two chunks in evaluation, a random crop in training
+
+    def loss(m):
+        out = m(x, train=True, key=jax.random.key(0))
+        return jnp.mean(out["chunk_logits"] ** 2)
+
+    grads = nnx.grad(loss)(model)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    out = model(x)
+    assert out["clipwise_output"].shape == (2, 10)
+    assert out["framewise_output"].shape == (2, 3, 10)
+    assert out["latent_output"].shape == (2, config.fused_dim)
+    assert np.all(np.isfinite(np.asarray(out["clipwise_output"])))
+    if config.loss_type == "clip_bce":
+        chunk_p = jax.nn.sigmoid(out["chunk_logits"])
+        np.testing.assert_allclose(np.asarray(out["clipwise_output"]), np.asarray(chunk_p.mean(1)), rtol=1e-5)
+
+
+def test_invalid_switches_are_refused():
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        lean.Config(fusion="sum")
+    with pytest.raises(ValueError, match="projection_dim == 2 \\* lstm_units"):
+        lean.Config(projection_dim=128)
+    with pytest.raises(ValueError, match="only one"):
+        lean.Config(attention_query="wave")
+    with pytest.raises(ValueError, match="16000 Hz"):
+        lean.Config(sample_rate=32000)
+    lean.Config(fusion="concat_last", projection_dim=128)   # no attention: any projection width
+
+
+def test_freeze_yamnet_gives_zero_gradients_and_keeps_batchnorm_statistics():
+    model = models.build(tiny_config(freeze_yamnet=True), seed=0)
+    stats_before = jax.tree.map(np.asarray, nnx.state(model.yamnet, nnx.BatchStat))
+    x = waves(4, 16000, seed=5)
+    grads = nnx.grad(lambda m: jnp.mean(m(x, train=True)["clipwise_output"]))(model)
+    flat = traverse_util.flatten_dict(nnx.to_pure_dict(grads))
+    yam = [v for k, v in flat.items() if k[0] == "yamnet"]
+    rest = [v for k, v in flat.items() if k[0] != "yamnet"]
+    assert yam and all(np.all(np.asarray(v) == 0) for v in yam)
+    assert all(np.any(np.asarray(v) != 0) for v in rest)
+    jax.tree.map(np.testing.assert_array_equal, stats_before,
+                 jax.tree.map(np.asarray, nnx.state(model.yamnet, nnx.BatchStat)))
+    # Not frozen: YAMNet learns and BatchNorm updates its moving statistics in training.
+    model = models.build(tiny_config(), seed=0)
+    before = np.asarray(model.yamnet.layer3.pointwise_bn.mean.value)
+    grads = nnx.grad(lambda m: jnp.mean(m(x, train=True)["clipwise_output"]))(model)
+    assert np.any(np.asarray(grads.yamnet.layer3.pointwise_conv.kernel.value) != 0)
+    assert np.any(np.asarray(model.yamnet.layer3.pointwise_bn.mean.value) != before)
+
+
+def test_wave_branch_sees_time_order_and_silence_is_finite():
+    model = models.build(tiny_config(branches="wave_only"), seed=0)
+    x = waves(1, 16000, seed=7)
+    a = np.asarray(model(x)["clipwise_output"])
+    b = np.asarray(model(x[:, ::-1])["clipwise_output"])
+    assert np.abs(a - b).max() > 1e-4
+    full = models.build(tiny_config(), seed=0)
+    assert np.all(np.isfinite(np.asarray(full(jnp.zeros((2, 16000)))["clipwise_output"])))
+
+
+# ============================================================================ chunks of any length
+
+
+def test_chunk_plans_follow_the_spec_examples():
+    starts = lambda n, p="lean": [s for s, _ in lean.chunk_plan(n, p)]  # noqa: E731
+    assert starts(16000) == [0]
+    assert starts(20000) == [0, 4000]
+    assert starts(24000) == [0, 8000]
+    assert len(lean.chunk_plan(30 * 16000)) == 59
+    assert lean.chunk_plan(4800) == [(0, 4800)]                       # 0.3 s: tiled to one chunk
+    assert lean.chunk_plan(20000, "fsd50k_baseline") == [(0, 16000), (8000, 12000), (16000, 4000)]
+    assert lean.chunk_plan(16000, "fsd50k_baseline") == [(0, 16000), (8000, 8000)]
+
+
+def test_short_audio_is_tiled_to_one_chunk():
+    model = models.build(tiny_config(), seed=0)
+    x = waves(1, 4800, seed=1)
+    tiled = jnp.tile(x, (1, 4))[:, :16000]
+    np.testing.assert_allclose(np.asarray(model(x)["clipwise_output"]),
+                               np.asarray(model(tiled)["clipwise_output"]), atol=1e-6)
+
+
+def test_long_audio_is_the_mean_over_its_chunks():
+    model = models.build(tiny_config(), seed=0)
+    x = waves(2, 20000, seed=2)
+    out = model(x)
+    one = [model(x[:, s:s + 16000])["clipwise_output"] for s in (0, 4000)]
+    np.testing.assert_allclose(np.asarray(out["clipwise_output"]), np.asarray((one[0] + one[1]) / 2), atol=1e-6)
+    # 0.5 s grid: steps 0 and 2 lie in one chunk each, step 1's centre (12000) in both.
+    frames = np.asarray(out["framewise_output"])
+    np.testing.assert_allclose(frames[:, 0], np.asarray(one[0]), atol=1e-6)
+    np.testing.assert_allclose(frames[:, 2], np.asarray(one[1]), atol=1e-6)
+    np.testing.assert_allclose(frames[:, 1], np.asarray((one[0] + one[1]) / 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", lean.CHUNK_POLICIES)
+def test_padded_rows_with_num_samples_equal_the_unpadded_audio(policy):
+    model = models.build(tiny_config(chunk_policy=policy), seed=0)
+    lengths = [4800, 16000, 20000, 24000, 31000]
+    x = np.asarray(waves(len(lengths), 32000, seed=4))
+    padded = np.zeros_like(x)
+    for i, n in enumerate(lengths):
+        padded[i, :n] = x[i, :n]
+    out = model(jnp.asarray(padded), num_samples=jnp.asarray(lengths))
+    for i, n in enumerate(lengths):
+        alone = model(jnp.asarray(x[i:i + 1, :n]))
+        np.testing.assert_allclose(np.asarray(out["clipwise_output"][i]), np.asarray(alone["clipwise_output"][0]),
+                                   atol=1e-6, err_msg=f"{policy} {n}")
+        frames = alone["framewise_output"].shape[1]
+        np.testing.assert_allclose(np.asarray(out["framewise_output"][i, :frames]),
+                                   np.asarray(alone["framewise_output"][0]), atol=1e-6, err_msg=f"{policy} {n}")
+        assert int(out["chunk_valid"][i].sum()) == len(lean.chunk_plan(n, policy))
+
+
+def test_training_on_long_input_takes_one_random_chunk_per_clip():
+    # Frozen YAMNet (BatchNorm on its statistics): a training forward equals the eval forward of the crop.
+    model = models.build(tiny_config(freeze_yamnet=True), seed=0)
+    x = waves(3, 48000, seed=6)
+    key = jax.random.key(11)
+    out = model(x, train=True, key=key)
+    assert out["chunk_logits"].shape == (3, 1, 10)
+    u = np.asarray(jax.random.uniform(key, (3,)))
+    starts = np.minimum(np.floor(u * (48000 - 16000 + 1)).astype(int), 32000)
+    for i, s in enumerate(starts):
+        want = model(x[i:i + 1, s:s + 16000])["clipwise_output"]
+        np.testing.assert_allclose(np.asarray(out["clipwise_output"][i]), np.asarray(want[0]), atol=1e-6)
+    other = model(x, train=True, key=jax.random.key(12))
+    assert np.abs(np.asarray(other["clipwise_output"]) - np.asarray(out["clipwise_output"])).max() > 0
+    with pytest.raises(ValueError, match="pass key"):
+        model(x, train=True)
+
+
+def test_windows_run_each_window_as_its_own_audio():
+    config = tiny_config()
+    model = models.build(config, seed=0)
+    win = models.get("lean").windows(config, 2.0, 1.0)
+    assert win == lean.windows(config, 2.0, 1.0) and hash(win) == hash(lean.windows(config, 2.0, 1.0))
+    assert (win.window, win.hop, win.frame_hop) == (32000, 16000, 8000)
+    segment = np.asarray(waves(1, 20000, seed=8))[0]
+    row = win.prepare(segment)
+    out = win.forward(model, {k: jnp.asarray(v)[None] for k, v in row.items()})
+    alone = model(jnp.asarray(segment)[None])
+    np.testing.assert_allclose(np.asarray(out["clipwise_output"]), np.asarray(alone["clipwise_output"]), atol=1e-6)
+    with pytest.raises(ValueError, match="shorter than LEAN's 1 s chunk"):
+        lean.windows(config, 0.5, 0.5)
+
+
+# ============================================================================ (c) init_from
+
+
+@pytest.fixture(scope="module")
+def yamnet_tflite():
+    config, weights, names = models.get("yamnet").load(str(require(TFLITE)))
+    return config, weights
+
+
+def test_init_from_the_real_tflite_fills_the_yamnet_branch_exactly(yamnet_tflite):
+    _, yam_weights = yamnet_tflite
+    config = lean.Config(num_classes=50)
+    fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(models.build(config, seed=3))))
+    weights, summary = models.get("lean").init_from(str(TFLITE), config, fresh, seed=3)
+    want = traverse_util.flatten_dict(yam_weights["backbone"])
+    got = traverse_util.flatten_dict(weights["yamnet"])
+    assert set(got) == set(want) and len(want) == 108      # 4 + 13 x 8 tensors
+    for key, value in want.items():
+        np.testing.assert_array_equal(got[key], value, err_msg="/".join(key))
+    # E.g. the last pointwise kernel, dequantized from int8: not the fresh random values.
+    assert np.abs(got[("layer14", "pointwise_conv", "kernel")]
+                  - fresh["yamnet"]["layer14"]["pointwise_conv"]["kernel"]).max() > 1e-3
+    for part in ("wave", "projection", "head"):
+        jax.tree.map(np.testing.assert_array_equal, weights[part], fresh[part])
+    assert f"{TFLITE}: 108 tensors loaded" in summary
+    assert "wave/lstm1" in summary and "BatchNorm is folded" in summary
+    # The weights build the model (the trainer's create_train_state path).
+    model = ckpt_lib.build_model(config, weights)
+    assert model(jnp.zeros((1, 16000)))["clipwise_output"].shape == (1, 50)
+
+
+def test_init_from_model_directories(tmp_path):
+    # A tiny YAMNet model directory fills a tiny LEAN's YAMNet branch.
+    yam_cfg = yamnet.Config(num_classes=7, width_divisor=8)
+    yam_weights = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(models.build(yam_cfg, seed=1))))
+    ckpt_lib.save_weights(str(tmp_path / "yam"), yam_cfg, yam_weights)
+    config = tiny_config()
+    fresh = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(models.build(config, seed=2))))
+    weights, report = lean.init_report(str(tmp_path / "yam"), config, fresh)
+    jax.tree.map(np.testing.assert_array_equal, weights["yamnet"], yam_weights["backbone"])
+    jax.tree.map(np.testing.assert_array_equal, weights["head"], fresh["head"])
+    assert len(report.loaded) == 108 and all(n.startswith("yamnet/") for n in report.loaded)
+    assert "head/kernel" in report.reinitialised
+    # Width and branch mismatches are named.
+    with pytest.raises(ValueError, match="width_divisor"):
+        lean.init_from(str(tmp_path / "yam"), lean.Config(), {}, seed=0)
+    with pytest.raises(ValueError, match="no YAMNet branch"):
+        lean.init_from(str(tmp_path / "yam"), tiny_config(branches="wave_only"), {}, seed=0)
+    # A LEAN model directory: every tensor; the head fresh for another class count.
+    ckpt_lib.save_weights(str(tmp_path / "lean"), config, weights)
+    other = dataclasses.replace(config, num_classes=4)
+    fresh4 = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(models.build(other, seed=5))))
+    again, summary = lean.init_from(str(tmp_path / "lean"), other, fresh4, seed=5)
+    jax.tree.map(np.testing.assert_array_equal, again["wave"], weights["wave"])
+    jax.tree.map(np.testing.assert_array_equal, again["head"], fresh4["head"])
+    assert "head/kernel" in summary
+    with pytest.raises(ValueError, match="lstm_units"):
+        lean.init_from(str(tmp_path / "lean"), tiny_config(lstm_units=8, projection_dim=16), {}, seed=0)
+    with pytest.raises(FileNotFoundError):
+        lean.init_from(str(tmp_path / "missing"), config, fresh, seed=0)
+
+
+def test_registered_and_configs_build():
+    from configs import common
+    from htsat_jax.training import train
+
+    assert "lean" in models.names() and models.get("lean") is lean
+    for path, name, classes in (("lean/fsd50k.py", "lean", 200), ("lean/esc50.py", "lean", 50),
+                                ("yamnet/esc50.py", "yamnet", 50)):
+        for variant in ("base", "tiny"):
+            c = common.load(path, f"variant={variant}")
+            cfg = train.model_config(c)
+            assert models.name_of(cfg) == name and cfg.num_classes == classes, path
+    c = common.load("lean/fsd50k.py")
+    assert (c.batch_size, c.optim.base_lr, c.num_epochs, c.model.loss_type, c.clip_seconds) == (64, 1e-4, 40,
+                                                                                               "clip_bce", 1.0)
