@@ -119,7 +119,7 @@ def experiment(variant: str) -> ml_collections.ConfigDict:
     c.prepare_synthetic_data = False  # build synthetic_events into data_dir when missing
 
     # ---- model
-    c.model_name = config_dict.placeholder(str)
+    c.model_name = config_dict.placeholder(str)  # None: the model config.init_from holds (fine-tuning)
     c.model = ml_collections.ConfigDict()
     c.dtype = "float32"  # compute dtype: "float32" or "bfloat16" (parameters stay float32)
     c.init_from = config_dict.placeholder(str)  # anything the model's init_from accepts
@@ -135,6 +135,10 @@ def experiment(variant: str) -> ml_collections.ConfigDict:
     c.mixup = False
     c.mixup_alpha = 0.0
     c.mixup_prob = 1.0  # share of clips mixed
+    c.trainable = "all"  # "all", or "head": only the model's classifier learns (a linear probe)
+    c.strong_label_weight = 0.0  # > 0: add this weight x the frame-level loss on clips with strong labels
+    c.train_max_events = 32  # strong labels per training clip (strong-label training)
+    c.early_stopping_patience = 0  # > 0: stop after this many evaluations without a better best_metric
 
     # ---- sharding: data parallel over every device; fsdp > 1 also splits parameters
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
@@ -146,7 +150,7 @@ def experiment(variant: str) -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
     c.keep_best = 3
-    c.best_metric = "mAP"
+    c.best_metric = "mAP"  # or "auto": accuracy for single-label data, mAP for multi-label
     c.test_weights = "best"  # "best" (by best_metric) or "last"
     c.test_time_shifts = (0,)
     c.eval_metrics = ()  # extra clip metrics: "lwlrap", "pr_auc" (Keras-style micro PR-AUC)

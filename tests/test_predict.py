@@ -272,3 +272,20 @@ def test_tag_file_matches_the_cli_record(cli_run, model_dir, audio_dir):
     np.testing.assert_allclose([t["score"] for t in rec["tags"]], [t["score"] for t in ref["tags"]], atol=1e-5)
     with pytest.raises(api.AudioInputError, match="AudioDecodeError"):
         tagger.tag_file(str(audio_dir / "corrupt.wav"))
+
+
+def test_reference_file_is_read_with_clear_errors(tmp_path):
+    names = ["dog", "cat"]
+    good = tmp_path / "ref.tsv"
+    good.write_text("filename\tonset\toffset\tevent_label\na/x.wav\t0.5\t1.5\tdog\nx.wav\t2\t3\tcat\ny.wav\t\t\t\n")
+    ref = predict.read_reference(str(good), names)
+    assert [(e.label, e.onset_s, e.offset_s) for e in ref["x.wav"]] == [("dog", 0.5, 1.5), ("cat", 2.0, 3.0)]
+    assert ref["y.wav"] == []  # listed, no event
+    for body, message in (("filename,onset,offset,event_label\nx.wav,2,1,dog\n", r"ref.csv:2: onset 2.0 is not before"),
+                          ("filename,onset,offset,event_label\nx.wav,0,1,bird\n", r"ref.csv:2: label 'bird'"),
+                          ("filename,onset,event_label\nx.wav,0,dog\n", r"ref.csv:1: .*missing \['offset'\]"),
+                          ("filename,onset,offset,label\nx.wav,a,1,dog\n", r"ref.csv:2: onset/offset")):
+        bad = tmp_path / "ref.csv"
+        bad.write_text(body)
+        with pytest.raises(ValueError, match=message):
+            predict.read_reference(str(bad), names)

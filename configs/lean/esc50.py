@@ -13,7 +13,9 @@ and scores a clip as the **mean of its chunk probabilities** (1 s chunks every 0
 evaluation); binary cross-entropy on the one-hot labels [V for FSD50K]; Adam at a constant 1e-4
 (Keras defaults, no weight decay) [V lr]; batch 64; 40 epochs; the default LEAN with YAMNet
 fine-tuned, its BatchNorm kept on the moving statistics (``yamnet_freeze_bn``: the ``.tflite``
-has BatchNorm folded into the convolutions, so batch statistics would re-centre it). Select on
+has BatchNorm folded into the convolutions, so batch statistics would re-centre it) and its
+log-mel as YAMNet was trained on it (``logmel_norm="none"``: the pretrained features stay valid
+from the first step; the FSD50K recipe keeps the paper's mean normalisation). Select on
 the held-out fold's accuracy (as the project's other ESC-50 recipes). ``--config.model.freeze_yamnet=True``
 trains the wave encoder, projection and head only (faster; ``tests/test_lean.py`` does that on
 ESC-10).
@@ -34,10 +36,10 @@ def get_config(arg: str | None = None):
     c.clip_seconds = 5.0
     c.length_policy = "pad_or_truncate"
     c.balanced_sampling = False
-    # ---- model: LEAN, 50 sigmoid outputs, YAMNet fine-tuned with BatchNorm on moving statistics
+    # ---- model: LEAN, 50 sigmoid outputs, YAMNet fine-tuned (BatchNorm on its statistics, raw log-mel)
     c.model_name = "lean"
     c.model = common.model("lean", args.variant, num_classes=50, loss_type="clip_bce", freeze_yamnet=False,
-                           yamnet_freeze_bn=True, chunk_policy="lean", train_crop="random")
+                           yamnet_freeze_bn=True, logmel_norm="none", chunk_policy="lean", train_crop="random")
     # ---- optimisation: Adam, constant 1e-4 (adam_l2 without decay, warm-up or LR steps)
     c.optim = ml_collections.ConfigDict(dict(
         name="adam_l2", base_lr=1e-4, b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.0, grad_clip_norm=0.0,

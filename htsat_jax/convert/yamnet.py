@@ -564,9 +564,9 @@ def read_tflite(path: str, *, loss_type: str | None = None, require_head: bool =
         raise CheckpointError(f"{path}: no classifier (a FULLY_CONNECTED with a (classes, {EMBEDDING}) weight)")
     _check_frontend(m, report, frontend)
     report.notes.append("BatchNorm is folded into the convolutions in .tflite files: each BatchNorm holds the folded "
-                        "bias with mean 0, var 1 - 1e-4 (identity); training with batch statistics re-centres "
-                        "the layers, so fine-tune with freeze_bn=True")
-    config = _config(num_classes or NUM_CLASSES, 1, loss_type)
+                        "bias with mean 0, var 1 - 1e-4 (identity); training with batch statistics would re-centre "
+                        "the layers, so the model keeps its stored statistics in training (freeze_bn=True)")
+    config = dataclasses.replace(_config(num_classes or NUM_CLASSES, 1, loss_type), freeze_bn=True)
     names = _default_names(config.num_classes) if num_classes else None
     packed = m.label_file()
     if packed is not None:

@@ -157,6 +157,9 @@ for _spec in (
         # Clips of 0.3-30 s at 16 kHz (the builder's default config; "32k" exists too); recipes set
         # their own clip length (LEAN: 1 s crops for training, whole clips in 1 s chunks for eval).
         DatasetSpec("fsd50k", 16000, 16000, 200, multi_label=True),
+        # Your own folder of sounds (tfds_builders/audio_folder, opened as audio_folder/NAME): the
+        # rate, classes, single/multi-label and events come from what the builder recorded.
+        DatasetSpec("audio_folder", 32000, 320000, None, multi_label=True),
         DatasetSpec("synthetic_events", 32000, _TEN_S_32K, 10, multi_label=True,
                     has_events=True),
 ):
@@ -313,6 +316,11 @@ def open_source(dataset: str, *, data_dir: str | os.PathLike, split: str,
 def _check_source(source: Any, spec: DatasetSpec, name: str) -> DatasetSpec:
     info = source.dataset_info
     metadata = info.metadata or {}
+    # Dataset facts the builder recorded win over the registered defaults (audio_folder datasets
+    # are single- or multi-label, with or without events, depending on the user's files).
+    facts = {k: bool(metadata[k]) for k in ("multi_label", "has_events") if k in metadata}
+    if facts:
+        spec = dataclasses.replace(spec, **facts)
     stored_rate = metadata.get("sample_rate")
     if stored_rate is None:
         raise ValueError(f"Dataset {name!r} at {info.data_dir} has no 'sample_rate' in its "
@@ -644,8 +652,11 @@ class _ReadExample:
 
     def __init__(self, source: Any, spec: DatasetSpec, *, with_ids: bool,
                  strong_label_frames: int, time_shift: bool, random_crop: bool,
-                 max_events: int = 0, with_length: bool = False):
+                 max_events: int = 0, with_length: bool = False, with_strong_flag: bool = False,
+                 has_strong_feature: bool = False):
         self._source = source
+        self._with_strong_flag = with_strong_flag
+        self._has_strong_feature = has_strong_feature
         self._with_length = with_length
         self._spec = spec
         self._with_ids = with_ids
@@ -667,6 +678,8 @@ class _ReadExample:
                 (self._strong_label_frames, spec.num_classes), np.float32)
         if self._max_events:
             example["events"] = _padded_events(None, self._max_events, "")
+        if self._with_strong_flag:
+            example["strong"] = np.bool_(False)
         if self._with_length:
             example["length"] = np.int32(0)
         return example
@@ -710,6 +723,8 @@ class _ReadExample:
         if self._max_events:
             example["events"] = _padded_events(record["events"], self._max_events,
                                                example.get("id", str(record_index)))
+        if self._with_strong_flag:
+            example["strong"] = np.bool_(bool(record["strong"]) if self._has_strong_feature else True)
         return example
 
     def __call__(self, record_index: int):
@@ -829,9 +844,14 @@ def make_train_dataset(
     time_shift: bool = False,
     random_crop: bool = False,
     strong_label_frames: int = 0,
+    max_events: int = 0,
     use_label_index_cache: bool = True,
 ) -> grain.IterDataset:
     """The training pipeline as a grain ``IterDataset`` of per-process batches.
+
+    ``max_events > 0`` adds each clip's strong labels (``events (max_events, 3)``: onset, offset,
+    label; -1 rows unused) and ``strong`` (bool: the clip's events are its complete labels; from the
+    dataset's ``strong`` feature where it has one, else True), for strong-label training.
 
     See ``make_train_iterator`` for the arguments; ``iter()`` of the result is the
     checkpointable iterator.
@@ -866,9 +886,16 @@ def make_train_dataset(
     # in the same order, for any process_count.
     indices = _BatchBlockShard(indices.repeat(num_epochs), process_index, process_count, local_batch)
 
+    if max_events and (time_shift or random_crop):
+        raise ValueError("strong-label training (max_events) cannot be combined with time_shift or random_crop: "
+                         "the events would not follow the moved audio")
+    if max_events and not _has_feature(source, "events"):
+        raise ValueError(f"max_events={max_events} (strong-label training) needs an 'events' feature, which "
+                         f"{name!r} does not have")
     read = _ReadExample(source, spec, with_ids=_has_feature(source, "id"),
                         strong_label_frames=strong_label_frames, time_shift=time_shift,
-                        random_crop=random_crop)
+                        random_crop=random_crop, max_events=max_events,
+                        with_strong_flag=bool(max_events), has_strong_feature=_has_feature(source, "strong"))
     if time_shift or random_crop:
         examples = indices.random_map(read.random_map, seed=seed)
     else:

@@ -1,23 +1,28 @@
 r"""ONNX export of a model with its frontend inside the graph.
 
-    python -m htsat_jax.inference.export --checkpoint MODEL --output model.onnx [--seconds 10] \
-        [--batch dynamic|N] [--opset 20] [--no_verify]
+    python -m htsat_jax.inference.export --checkpoint MODEL --output model.onnx [--seconds S] \
+        [--batch dynamic|N] [--opset 20] [--int8] [--no_verify]
 
 MODEL is anything ``AudioTagger.from_checkpoint`` accepts: a model directory of this project
 (``WORKDIR/model`` from training, ``python -m htsat_jax.convert`` output) or an official
 checkpoint. The graph is the model's ``export_forward`` (``htsat_jax.models``): for HTS-AT the
 official inference forward (``infer_mode=True``, eval mode: running BatchNorm statistics, no
-dropout), the same computation ``AudioTagger`` runs on one window:
+dropout), the same computation ``AudioTagger`` runs on one window (YAMNet: per-patch ``framewise_output``
+and ``embeddings`` too, see ``htsat_jax.models.yamnet.export_forward``):
 
     input   waveform          float32 (batch, samples)  mono, in [-1, 1], at the model's sample rate
     output  clipwise_output   float32 (batch, classes)  sigmoid scores (clip_bce) or logits (clip_ce)
             framewise_output  float32 (batch, target_frames, classes)  sigmoid (1024 for the paper model)
             latent_output     float32 (batch, features) clip embedding
 
-``samples`` is fixed at export (``--seconds``, default 10 s); ``batch`` is symbolic unless
-``--batch N``. The ONNX ``metadata_props`` hold what is needed to decode the outputs:
-``class_names`` (JSON list), ``sample_rate``, ``num_samples``, ``clipwise_activation``,
-``output_names``, ``model_name`` and the model config (``model_config``, JSON).
+``samples`` is fixed at export (``--seconds``; default the model module's ``EXPORT_SECONDS``:
+1 s for the on-device models YAMNet and LEAN, else 10 s); ``batch`` is symbolic unless
+``--batch N``. ``--int8`` stores the large weights as int8 with a float32 scale per output channel,
+dequantized in the graph (``DequantizeLinear``), about a quarter of the float size; activations
+stay float32 (:func:`quantize_weights_int8`). The ONNX ``metadata_props`` hold what is needed to
+decode the outputs: ``class_names`` (JSON list), ``sample_rate``, ``num_samples``,
+``clipwise_activation``, ``output_names``, ``model_name``, ``weights`` and the model config
+(``model_config``, JSON).
 
 Needs the optional export requirements: ``pip install -r requirements-export.txt``
 (jax2onnx, onnx, onnxruntime).
@@ -69,6 +74,10 @@ INSTALL_HINT = "pip install -r requirements-export.txt"
 # Loggers of jax2onnx / onnx_ir that print harmless noise during an export: tracebacks of optional
 # dm_pix plugins that do not import with this JAX, and "value type ... not known" for shape constants.
 _NOISY_LOGGERS = ("jax2onnx", "onnx_ir")
+WEIGHT_FORMATS = ("float", "int8")
+# With int8 weights, parameters with fewer elements stay float32 (biases, BatchNorm, small kernels):
+# they cost little space.
+INT8_MIN_ELEMENTS = 4096
 
 
 class ExportError(RuntimeError):
@@ -151,6 +160,9 @@ def _quiet_logs() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"jax2onnx\.")
+            # Under jax2onnx's shims a division in YAMNet's pooling asks JAX for float64, which JAX
+            # (x64 off) truncates to float32 with this warning; the graph holds no float64.
+            warnings.filterwarnings("ignore", message="Explicitly requested dtype float64", category=UserWarning)
             yield
     finally:
         for lg, level in zip(loggers, levels):
@@ -282,6 +294,24 @@ def _metadata(tagger: AudioTagger, num_samples: int, output_names: Sequence[str]
     }
 
 
+def _select(outputs: dict, names: Sequence[str]) -> tuple:
+    return tuple(outputs[k] for k in names)
+
+
+def default_seconds(config: Any) -> float:
+    """Input length of an export when none is given: the model module's ``EXPORT_SECONDS``, else 10 s."""
+    return float(getattr(models.module_of(config), "EXPORT_SECONDS", 10.0))
+
+
+def _name_batch_axis(proto) -> None:
+    """Every output is batch first (the model contract): name that axis ``"batch"`` where jax2onnx
+    lost the name through a reshape (``batch * patches`` and back gives ``dynamic_<n>``)."""
+    for value in proto.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].dim_value and dims[0].dim_param != BATCH_DIM:
+            dims[0].dim_param = BATCH_DIM
+
+
 def _io_summary(values) -> list[dict[str, Any]]:
     from onnx import helper
 
@@ -295,23 +325,29 @@ def _io_summary(values) -> list[dict[str, Any]]:
 
 def export_onnx(model_or_tagger: nnx.Module | AudioTagger, path: str, *, num_samples: int | None = None,
                 dynamic_batch: bool = True, batch_size: int = 1, opset: int = DEFAULT_OPSET,
-                class_names: Sequence[str] | None = None) -> dict[str, Any]:
+                class_names: Sequence[str] | None = None, weights: str = "float",
+                int8_min_elements: int = INT8_MIN_ELEMENTS) -> dict[str, Any]:
     """Export the inference forward, log-mel frontend included, to an ONNX file.
 
     Args:
       model_or_tagger: a model (float32) or an ``AudioTagger`` (its class names are kept).
       path: the ``.onnx`` file to write (its folder must exist).
-      num_samples: waveform length fixed in the graph; default 10 s at the model's rate (the
-        model's ``export_forward`` says what it accepts: HTS-AT at most ``target_frames`` STFT
-        frames, 10.23 s for the paper model).
+      num_samples: waveform length fixed in the graph; default the model module's
+        ``EXPORT_SECONDS`` (YAMNet, LEAN: 1 s) or else 10 s, at the model's rate (the model's
+        ``export_forward`` says what it accepts: HTS-AT at most ``target_frames`` STFT frames,
+        10.23 s for the paper model).
       dynamic_batch: symbolic batch dimension ``"batch"``; else the batch is ``batch_size``.
       opset: ONNX opset (>= 20 for the DFT the frontend uses).
       class_names: override the names stored in the metadata (default: the tagger's or
         ``class_<i>``; 527-class models get the AudioSet names).
+      weights: ``"float"`` (float32 everywhere) or ``"int8"``: weight-only quantization of the
+        model's large weights (:func:`quantize_weights_int8`; activations stay float32).
+      int8_min_elements: with ``"int8"``, weights smaller than this stay float32.
 
     Returns:
-      ``{"path", "bytes", "inputs", "outputs", "opset", "metadata", "export_s"}``; inputs and
-      outputs are ``{"name", "shape", "dtype"}`` with ``"batch"`` for a symbolic batch.
+      ``{"path", "bytes", "inputs", "outputs", "opset", "metadata", "export_s", "weights",
+      "quantization"}``; inputs and outputs are ``{"name", "shape", "dtype"}`` with ``"batch"``
+      for a symbolic batch; ``quantization`` is :func:`quantize_weights_int8`'s summary (None for float).
 
     Raises:
       ExportError: missing export dependencies, unwritable output, bad length or model dtype.
@@ -321,7 +357,11 @@ def export_onnx(model_or_tagger: nnx.Module | AudioTagger, path: str, *, num_sam
     if getattr(model, "dtype", None) not in (None, jnp.float32):
         raise ExportError(f"the model computes in {jnp.dtype(model.dtype).name}; export a float32 model "
                           "(load it without dtype=...)")
-    num_samples = int(round(10.0 * tagger.sample_rate)) if num_samples is None else int(num_samples)
+    if weights not in WEIGHT_FORMATS:
+        raise ExportError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
+    if num_samples is None:
+        num_samples = int(round(default_seconds(config) * tagger.sample_rate))
+    num_samples = int(num_samples)
     # A copy in eval mode (BatchNorm flags read by jax2onnx's shim); the caller's model is untouched.
     frozen = nnx.merge(*nnx.split(model))
     frozen.eval()
@@ -343,10 +383,18 @@ def export_onnx(model_or_tagger: nnx.Module | AudioTagger, path: str, *, num_sam
     batch = BATCH_DIM if dynamic_batch else int(batch_size)
     start = time.perf_counter()
     with _quiet_logs(), _hashable_conv_padding():
-        proto = to_onnx(lambda x: tuple(forward(x)[k] for k in output_names), [(batch, num_samples)],
+        # One call of ``forward``: a generator calling it per output traced the graph once per output
+        # (every computation and constant repeated in the file).
+        proto = to_onnx(lambda x: _select(forward(x), output_names), [(batch, num_samples)],
                         model_name=models.name_of(config), opset=opset, input_names=[INPUT_NAME],
                         output_names=output_names)
+    if dynamic_batch:
+        _name_batch_axis(proto)
+    quantization = quantize_weights_int8(proto, frozen, min_elements=int8_min_elements) if weights == "int8" else None
     meta = _metadata(tagger, num_samples, output_names)
+    meta["weights"] = ("float32" if quantization is None else
+                       f"int8 weight-only: {quantization['tensors']} tensors ({quantization['params']} values) "
+                       "int8 with a float32 scale per output channel (DequantizeLinear); the rest float32")
     onnx.helper.set_model_props(proto, meta)
     proto.doc_string = (f"{models.name_of(config)} audio tagger, frontend included. Input: float32 waveform (batch, "
                         f"{num_samples}) in [-1, 1] at {tagger.sample_rate} Hz. See metadata_props.")
@@ -357,17 +405,275 @@ def export_onnx(model_or_tagger: nnx.Module | AudioTagger, path: str, *, num_sam
         raise ExportError(f"cannot write {path}: {e}") from e
     return {"path": path, "bytes": os.path.getsize(path), "inputs": _io_summary(proto.graph.input),
             "outputs": _io_summary(proto.graph.output), "opset": opset, "metadata": meta,
-            "export_s": time.perf_counter() - start}
+            "export_s": time.perf_counter() - start, "weights": weights, "quantization": quantization}
+
+
+# ----------------------------------------------------------------------------- int8 weights
+
+_CONV_LIKE = ("Conv",)
+
+
+def _fingerprint(values: np.ndarray) -> tuple[int, bytes]:
+    """Identity of a tensor's values up to transposition/reshaping: (size, digest of the sorted values)."""
+    import hashlib
+
+    flat = np.sort(np.asarray(values, np.float32).ravel() + np.float32(0.0))   # -0.0 -> 0.0: one sort order
+    return flat.size, hashlib.sha1(flat.tobytes()).digest()
+
+
+def _channel_axis(node, input_index: int, rank: int) -> int | None:
+    """The output-channel axis of weight input ``input_index`` of ``node`` (None: not a weight input)."""
+    if node.op_type in _CONV_LIKE and input_index == 1:
+        return 0                                              # (out, in / groups, *kernel)
+    if node.op_type == "MatMul" and input_index == 1 and rank >= 2:
+        return rank - 1                                       # (..., in, out)
+    if node.op_type == "Gemm" and input_index == 1 and rank == 2:
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    if node.op_type == "Einsum" and rank >= 1:
+        equation = next(a.s.decode() for a in node.attribute if a.name == "equation").replace(" ", "")
+        lhs, _, out = equation.partition("->")
+        operands = lhs.split(",")
+        if input_index < len(operands) and "." not in operands[input_index] and out:
+            letters = operands[input_index]
+            kept = [i for i, c in enumerate(letters) if c in out]   # not contracted: an output axis
+            if kept and len(letters) == rank:
+                return kept[-1]
+    return None
+
+
+def _quantize_symmetric(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, int | None, float]:
+    """Symmetric int8 of ``w`` with a scale per index of ``axis``: ``(q, scale, axis, max |w - q scale|)``.
+
+    Weights that already lie on one int8 grid for the whole tensor (those of a ``.tflite`` with
+    per-tensor scales, such as YAMNet's classifier) keep that grid: per-tensor is taken when it
+    reconstructs ``w`` at least as well (``axis`` None, a scalar scale), so re-quantizing them loses nothing.
+    """
+    def quantize(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        peak = np.abs(rows).max(axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        q = np.clip(np.rint(rows / scale[:, None]), -127, 127).astype(np.int8)
+        return q, scale, float(np.max(np.abs(q * scale[:, None] - rows)))
+
+    q_c, scale_c, error_c = quantize(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1))
+    q_t, scale_t, error_t = quantize(w.reshape(1, -1))
+    if error_t <= error_c:
+        return q_t.reshape(w.shape), scale_t.reshape(()), None, error_t
+    q_c = np.moveaxis(q_c.reshape((w.shape[axis],) + tuple(np.delete(w.shape, axis))), 0, axis)
+    return np.ascontiguousarray(q_c), scale_c, axis, error_c
+
+
+def _consumers(graph) -> dict[str, list[tuple[Any, int]]]:
+    """Tensor name -> the ``(node, input index)`` pairs that read it."""
+    out: dict[str, list[tuple[Any, int]]] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            out.setdefault(name, []).append((node, i))
+    return out
+
+
+def model_weight_names(proto, model: nnx.Module, min_elements: int = INT8_MIN_ELEMENTS) -> set[str]:
+    """Initializers of ``proto`` holding one of ``model``'s parameters of at least ``min_elements``
+    values, up to the transposition the exporter applies (``nnx.Conv``'s HWIO kernel is stored OIHW).
+    Frontend constants (mel matrix, window) are not parameters, so they are never among them."""
+    from onnx import TensorProto, numpy_helper
+
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
+    params = {_fingerprint(np.asarray(x)) for x in leaves if np.size(x) >= min_elements}
+    names = set()
+    for init in proto.graph.initializer:
+        if init.data_type == TensorProto.FLOAT and np.prod(init.dims) >= min_elements:
+            if _fingerprint(numpy_helper.to_array(init)) in params:
+                names.add(init.name)
+    return names
+
+
+def fold_batch_norm(proto) -> int:
+    """``Conv -> BatchNormalization`` (inference, constant statistics) -> one ``Conv`` whose kernel
+    and bias hold the normalisation (what ONNX Runtime does when it loads the file): the four
+    BatchNorm vectors of each pair leave the file. The kernel keeps its initializer name. Returns
+    the number of pairs folded."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers = _consumers(graph)
+    producer = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+    folded, drop = 0, []
+    for bn in graph.node:
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
+            continue
+        attrs = {a.name: a for a in bn.attribute}
+        if "training_mode" in attrs and attrs["training_mode"].i:
+            continue
+        conv = producer.get(bn.input[0])
+        if (conv is None or conv.op_type != "Conv" or bn.input[0] in outputs
+                or len(consumers.get(bn.input[0], [])) != 1 or not all(n in inits for n in bn.input[1:5])):
+            continue
+        kernel = conv.input[1]
+        bias = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+        if kernel not in inits or len(consumers[kernel]) != 1 or (bias and (bias not in inits or len(consumers[bias]) != 1)):
+            continue
+        eps = attrs["epsilon"].f if "epsilon" in attrs else 1e-5
+        scale, beta, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in bn.input[1:5])
+        w = numpy_helper.to_array(inits[kernel]).astype(np.float64)
+        b = numpy_helper.to_array(inits[bias]).astype(np.float64) if bias else np.zeros(w.shape[0])
+        factor = scale / np.sqrt(var + eps)
+        inits[kernel].CopyFrom(numpy_helper.from_array(
+            (w * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32), kernel))
+        bias_name = bias or f"{kernel}_bias"
+        new_bias = numpy_helper.from_array(((b - mean) * factor + beta).astype(np.float32), bias_name)
+        if bias:
+            inits[bias].CopyFrom(new_bias)
+        else:
+            graph.initializer.append(new_bias)
+            inits[bias_name] = graph.initializer[-1]
+            del conv.input[2:]
+            conv.input.append(bias_name)
+        conv.output[0] = bn.output[0]
+        drop.append(bn)
+        folded += 1
+    for bn in drop:
+        graph.node.remove(bn)
+    _remove_unused_initializers(proto)
+    return folded
+
+
+def _remove_unused_initializers(proto) -> None:
+    graph = proto.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in used]
+    if len(kept) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+
+
+def dedupe_initializers(proto) -> int:
+    """Initializers with the same type, shape and values share one name (jax2onnx repeats a constant
+    at each use: an unrolled LSTM's bias once per step). Returns the bytes saved."""
+    import hashlib
+
+    graph = proto.graph
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    saved = 0
+    for init in graph.initializer:
+        if init.data_location != 0 or not init.raw_data:   # external or typed-field data: left alone
+            continue
+        key = (init.data_type, tuple(init.dims), hashlib.sha1(init.raw_data).digest())
+        if key in first:
+            rename[init.name] = first[key]
+            saved += len(init.raw_data)
+        else:
+            first[key] = init.name
+    if not rename:
+        return 0
+    outputs = {o.name for o in graph.output}
+    rename = {k: v for k, v in rename.items() if k not in outputs}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    _remove_unused_initializers(proto)
+    return saved
+
+
+def _shorten_names(proto) -> None:
+    """A smaller file, same graph: no intermediate shape annotations (ONNX Runtime infers them), no
+    node names, and intermediate tensors named ``t<n>`` (graph inputs, outputs and initializers keep
+    their names). jax2onnx's long names and annotations are 5-10 % of a compact int8 file."""
+    graph = proto.graph
+    del graph.value_info[:]
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output} | {t.name for t in graph.initializer}
+    rename: dict[str, str] = {}
+    for node in graph.node:
+        node.name = ""
+        for i, name in enumerate(node.output):
+            if name and name not in keep:
+                node.output[i] = rename.setdefault(name, f"t{len(rename):x}")
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+
+
+def quantize_weights_int8(proto, model: nnx.Module, *, min_elements: int = INT8_MIN_ELEMENTS) -> dict[str, Any]:
+    """Weight-only int8, in place: the model's large weights become int8 with a float32 scale per
+    output channel, dequantized in the graph by ``DequantizeLinear`` (per axis, opset >= 13) whose
+    output keeps the weight's name, so the original consumer is unchanged; activations stay float32.
+
+    Steps: the weights are found (:func:`model_weight_names`: initializers of at least
+    ``min_elements`` values equal to a parameter of ``model``, used only as the weight input of
+    ``Conv``, ``MatMul``, ``Gemm`` or ``Einsum``); BatchNorm is folded into the convolutions
+    (:func:`fold_batch_norm`; per-channel int8 is unaffected by that per-channel rescaling); each
+    weight is quantized symmetrically, ``scale_c = max |w_c| / 127``, ``q = round(w / scale_c)`` in
+    [-127, 127], zero point 0 (one scale for the whole tensor where that is at least as exact, see
+    :func:`_quantize_symmetric`); repeated constants are shared (:func:`dedupe_initializers`), the
+    intermediate shape annotations dropped and the intermediate names shortened (:func:`_shorten_names`).
+    Frontend constants (mel matrix, window) and every smaller tensor stay float32.
+
+    Returns ``{"tensors", "params", "float_elements", "max_rel_error", "batch_norms_folded"}``:
+    quantized tensors and their values, float32 initializer values left, the largest
+    ``max |w - dq(w)| / max |w|`` of a tensor, the BatchNorms folded.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    weights = model_weight_names(proto, model, min_elements)
+    folded = fold_batch_norm(proto)
+    consumers = _consumers(graph)
+    outputs = {o.name for o in graph.output}
+    new_nodes, kept, count, quantized, worst = [], [], 0, 0, 0.0
+    for init in graph.initializer:
+        if init.name not in weights or init.name in outputs or init.data_type != TensorProto.FLOAT:
+            kept.append(init)
+            continue
+        w = numpy_helper.to_array(init)
+        axes = {_channel_axis(node, i, w.ndim) for node, i in consumers.get(init.name, [])}
+        if len(axes) != 1 or None in axes:
+            kept.append(init)
+            continue
+        q, scale, axis, error = _quantize_symmetric(w, axes.pop())
+        worst = max(worst, error / max(float(np.abs(w).max()), 1e-30))
+        kept.append(numpy_helper.from_array(q, f"{init.name}_int8"))
+        kept.append(numpy_helper.from_array(scale, f"{init.name}_scale"))
+        kept.append(numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{init.name}_zero_point"))
+        new_nodes.append(helper.make_node("DequantizeLinear",
+                                          [f"{init.name}_int8", f"{init.name}_scale", f"{init.name}_zero_point"],
+                                          [init.name], name=f"{init.name}_dequantize",
+                                          **({} if axis is None else {"axis": axis})))
+        count += 1
+        quantized += int(w.size)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    produced = {n.output[0] for n in new_nodes}
+    inputs = [v for v in graph.input if v.name not in produced]
+    if len(inputs) != len(graph.input):  # weights listed as graph inputs (old IR style) are inputs no more
+        del graph.input[:]
+        graph.input.extend(inputs)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(new_nodes + nodes)   # dequantization first: the graph stays topologically sorted
+    dedupe_initializers(proto)
+    _shorten_names(proto)
+    left = sum(int(np.prod(t.dims)) for t in graph.initializer if t.data_type == TensorProto.FLOAT)
+    return {"tensors": count, "params": quantized, "float_elements": left, "max_rel_error": worst,
+            "batch_norms_folded": folded}
 
 
 # ----------------------------------------------------------------------------- running the file
 
 
-def onnx_session(path: str, *, threads: int | None = None, spinning: bool = True):
+def onnx_session(path: str, *, threads: int | None = None, spinning: bool = True, dequantize_at_load: bool = False):
     """An onnxruntime CPU session for an exported file.
 
     ``threads``: intra-op threads (None: ORT's choice, one per core). ``spinning=False`` lets idle
     threads sleep instead of busy-waiting, which is faster on a CPU shared with other work.
+    ``dequantize_at_load`` (int8 files): ORT folds the ``DequantizeLinear`` of the weights when it
+    loads the file (``session.disable_quant_qdq``), so it runs as fast as the float file and gives
+    its numbers exactly, holding float weights in memory. By default ORT keeps the int8 weights,
+    dequantizes the convolution weights at every run, and runs an int8 classifier ``Gemm`` as
+    ``MatMulNBits``, which also rounds that layer's input to 8 bits (see ``tools/bench_export.py``).
     """
     try:
         import onnxruntime as ort
@@ -379,6 +685,8 @@ def onnx_session(path: str, *, threads: int | None = None, spinning: bool = True
         options.intra_op_num_threads = int(threads)
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if dequantize_at_load:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
@@ -439,8 +747,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True,
                         help="model directory of this project or a released checkpoint file")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="waveform length fixed in the graph, at the model's rate (default 10)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="waveform length fixed in the graph, at the model's rate (default: the model's "
+                             "export length, 1 for YAMNet and LEAN, 10 otherwise)")
     parser.add_argument("--batch", type=_batch_arg, default=None, metavar="dynamic|N",
                         help="'dynamic' (default): any batch size; N: fixed batch")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
@@ -448,6 +757,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="class names to store (class_labels_indices.csv or one name per line)")
     parser.add_argument("--loss_type", default=None, choices=["clip_bce", "clip_ce"],
                         help="official .ckpt only: override the guessed output activation")
+    parser.add_argument("--int8", action="store_true",
+                        help="int8 weights: weight-only quantization of the large weights, per output "
+                             "channel, dequantized in the graph (about 4x smaller; activations stay float)")
     parser.add_argument("--no_verify", action="store_true",
                         help="skip running the file with onnxruntime against the JAX model")
     return parser.parse_args(argv)
@@ -467,9 +779,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _require_export_deps()
         tagger = AudioTagger.from_checkpoint(args.checkpoint, loss_type=args.loss_type)
         names = ckpt_lib.read_class_names(args.class_names) if args.class_names else None
-        num_samples = int(round(args.seconds * tagger.sample_rate))
+        seconds = default_seconds(tagger.config) if args.seconds is None else args.seconds
+        num_samples = int(round(seconds * tagger.sample_rate))
         info = export_onnx(tagger, args.output, num_samples=num_samples, dynamic_batch=args.batch is None,
-                           batch_size=args.batch or 1, opset=args.opset, class_names=names)
+                           batch_size=args.batch or 1, opset=args.opset, class_names=names,
+                           weights="int8" if args.int8 else "float")
         errors = None
         if not args.no_verify:
             session = onnx_session(info["path"])
@@ -487,6 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  outputs: {_format_io(info['outputs'])}")
     print(f"  clipwise activation: {meta['clipwise_activation']}; {tagger.config.num_classes} class names "
           "in metadata_props['class_names']")
+    print(f"  weights: {meta['weights']}")
     if errors is not None:
         print("  onnxruntime vs JAX, max |diff| on a check signal: "
               + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))

@@ -1,12 +1,13 @@
 r"""Tags and timed events for your own audio files.
 
-    python -m htsat_jax.inference.predict --checkpoint CKPT INPUT [INPUT ...] [--output out.json]
+    python -m htsat_jax.predict --checkpoint CKPT INPUT [INPUT ...] [--output out.json]
         [--csv events.csv] [--plot DIR] [--top_k 5] [--window_s 10] [--hop_s 5]
         [--threshold 0.5] [--median_filter_s 0.5] [--clip_gate G] [--clip_pool max|mean]
-        [--batch_size 16] [--class_names FILE]
+        [--batch_size 16] [--class_names FILE] [--reference events.tsv]
 
 CKPT is a model directory of this project (``WORKDIR/model`` written by training, or
-``python -m htsat_jax.convert`` output) or an official HTS-AT ``.ckpt``. INPUT is audio files or
+``python -m htsat_jax.convert`` output) or a released file any registered model reads (official
+HTS-AT ``.ckpt``, YAMNet ``.tflite`` / ``.h5``, ...); models with frame-level output only. INPUT is audio files or
 folders (searched recursively for wav, flac, ogg, opus, mp3, m4a, webm, aac, mp4, aiff).
 
 What happens to each file (and is reported in its ``notes``):
@@ -58,6 +59,8 @@ import json
 import os
 import sys
 from typing import Any, Sequence
+
+import numpy as np
 
 from htsat_jax.inference import tagger as api
 from htsat_jax.inference import events as events_lib
@@ -135,7 +138,7 @@ def run(checkpoint: str | api.AudioTagger, inputs: Sequence[str], *, output: str
         hop_s: float = 5.0, threshold: float | None = None,
         median_filter_s: float = events_lib.DEFAULT_MEDIAN_FILTER_S, clip_gate: float | None | str = api.FROM_MODEL,
         clip_pool: str = "max", batch_size: int = 16, class_names: str | None = None,
-        progress: bool = True, verbose: bool = True) -> dict[str, Any]:
+        reference: str | None = None, progress: bool = True, verbose: bool = True) -> dict[str, Any]:
     """Tag ``inputs`` (files / folders) with a checkpoint; write the requested outputs.
 
     Args:
@@ -143,6 +146,8 @@ def run(checkpoint: str | api.AudioTagger, inputs: Sequence[str], *, output: str
       threshold: one frame threshold for all classes; None = the model's (see module docs).
       clip_gate: float, None (no gate) or "model".
       class_names: a ``class_labels_indices.csv`` / one-name-per-line file overriding the model's.
+      reference: a strong-label file (DESED-style TSV or CSV: ``filename, onset, offset, event_label``)
+        to score the files against: event-based F1 and PSDS scenarios 1 and 2 (:func:`score_reference`).
       progress / verbose: tqdm bar and a per-file summary (stdout); errors always go to stderr.
 
     Returns:
@@ -169,6 +174,8 @@ def run(checkpoint: str | api.AudioTagger, inputs: Sequence[str], *, output: str
     else:
         thr_source = "default 0.5"
     gate = tagger.event_clip_gate if isinstance(clip_gate, str) and clip_gate == api.FROM_MODEL else clip_gate
+    truth = read_reference(reference, tagger.names) if reference else None
+    frame_maps: dict[str, tuple[np.ndarray, float]] = {}
     files, errors = find_audio_files(inputs)
     settings = {"model_sample_rate": tagger.sample_rate, "num_classes": tagger.config.num_classes,
                 "window_s": window_s, "hop_s": hop_s, "clip_pool": clip_pool, "top_k": top_k,
@@ -194,12 +201,21 @@ def run(checkpoint: str | api.AudioTagger, inputs: Sequence[str], *, output: str
                 _plot(png, tagger, result, top_k)
                 result.record["plot"] = png
             records[result.index] = result.record
+            if truth is not None and os.path.basename(result.path) in truth:
+                frame_maps[os.path.basename(result.path)] = (result.analysis.framewise,
+                                                             result.analysis.seconds_per_frame)
             if verbose:
                 bar.write(_summary(result.record), file=sys.stdout)
     finally:
         bar.close()
     report = {"checkpoint": ckpt_name, "settings": settings,
               "files": [records[i] for i in sorted(records)], "errors": errors}
+    if truth is not None:
+        report["reference"] = score_reference(report["files"], frame_maps, truth, tagger.names, reference)
+        if verbose:
+            r = report["reference"]
+            print(f"against {reference}: {r['files_scored']} file(s), event F1 {r['event_f1']:.4f}, "
+                  f"PSDS1 {r['psds1']:.4f}, PSDS2 {r['psds2']:.4f}", file=sys.stdout)
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         with open(output, "w", encoding="utf-8") as f:
@@ -215,6 +231,75 @@ def run(checkpoint: str | api.AudioTagger, inputs: Sequence[str], *, output: str
     return report
 
 
+def read_reference(path: str, class_names: Sequence[str]) -> dict[str, list[events_lib.Event]]:
+    """A strong-label file -> ``{file basename: [Event]}``. Tab- or comma-separated with a header
+    naming ``filename``, ``onset``, ``offset`` and ``event_label`` (or ``label``); a row without
+    onset/offset/label lists a file with no event. Errors name the file and line."""
+    with open(path, newline="", encoding="utf-8") as f:
+        text = f.read()
+    dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
+    rows = list(csv.reader(text.splitlines(), dialect=dialect))
+    if not rows:
+        raise ValueError(f"{path}: empty reference file")
+    header = [h.strip().lower() for h in rows[0]]
+    label_col = "event_label" if "event_label" in header else "label"
+    missing = [c for c in ("filename", "onset", "offset", label_col) if c not in header]
+    if missing:
+        raise ValueError(f"{path}:1: reference needs columns filename, onset, offset, event_label; missing {missing}")
+    col = {name: header.index(name) for name in ("filename", "onset", "offset", label_col)}
+    known = set(class_names)
+    out: dict[str, list[events_lib.Event]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = [row[col[c]].strip() if col[c] < len(row) else "" for c in ("filename", "onset", "offset", label_col)]
+        name, onset, offset, label = cells
+        events = out.setdefault(os.path.basename(name), [])
+        if not (onset or offset or label):
+            continue
+        try:
+            on, off = float(onset), float(offset)
+        except ValueError:
+            raise ValueError(f"{path}:{line}: onset/offset {onset!r}/{offset!r} are not numbers") from None
+        if not on < off:
+            raise ValueError(f"{path}:{line}: onset {on} is not before offset {off}")
+        if label not in known:
+            raise ValueError(f"{path}:{line}: label {label!r} is not one of the model's classes")
+        events.append(events_lib.Event(label, on, off, 1.0))
+    return out
+
+
+def score_reference(records: Sequence[dict[str, Any]], frame_maps: dict[str, tuple[np.ndarray, float]],
+                    truth: dict[str, list[events_lib.Event]], class_names: Sequence[str], where: str) -> dict[str, Any]:
+    """Score the tagged files that the reference lists: event-based F1 of the reported events
+    (intersection-based, DTC/GTC 0.5, CTTC 0.3) and PSDS 1 and 2 of the stitched frame maps, over the
+    classes the reference uses (PSDS by the maintained ``sed_scores_eval``)."""
+    from htsat_jax.evaluation import metrics, psds
+
+    scored = [r for r in records if os.path.basename(r["file"]) in truth]
+    if not scored:
+        raise ValueError(f"{where}: none of the tagged files is listed in the reference")
+    classes = sorted({e.label for events in truth.values() for e in events})
+    index = [list(class_names).index(c) for c in classes]
+    keys = [os.path.basename(r["file"]) for r in scored]
+    found = {k: [events_lib.Event(e["label"], e["onset_s"], e["offset_s"], e["score"]) for e in r["events"]
+                 if e["label"] in classes] for k, r in zip(keys, scored)}
+    durations = {k: float(r["duration_s"]) for k, r in zip(keys, scored)}
+    f1 = metrics.event_f1({k: truth[k] for k in keys}, found, durations, class_names=classes)
+    out = {"reference": where, "files_scored": len(scored), "classes": classes, "event_f1": float(f1["macro_f1"]),
+           "event_f1_per_class": {c: float(v) for c, v in f1["f1"].items()}}
+    step = frame_maps[keys[0]][1]
+    for scenario in (1, 2):
+        try:
+            out[f"psds{scenario}"] = psds.psds([frame_maps[k][0][:, index] for k in keys], [truth[k] for k in keys],
+                                               step, classes, scenario=scenario,
+                                               durations=[durations[k] for k in keys])["psds"]
+        except ValueError as e:
+            out[f"psds{scenario}"] = float("nan")
+            out[f"psds{scenario}_error"] = str(e)
+    return out
+
+
 def _gate_arg(text: str) -> float | None | str:
     if text.lower() == "model":
         return api.FROM_MODEL
@@ -225,10 +310,10 @@ def _gate_arg(text: str) -> float | None | str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m htsat_jax.predict",
-                                description="Tag audio files and find timed sound events with an HTS-AT model.")
+                                description="Tag audio files and find timed sound events with a model of this project.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders (recursive)")
     p.add_argument("--checkpoint", required=True,
-                   help="model directory (config.json + weights/) or official HTS-AT .ckpt")
+                   help="model directory (config.json + weights/) or a released checkpoint file")
     p.add_argument("--output", help="write all results as JSON here")
     p.add_argument("--csv", dest="csv_path", help="write the events as CSV (file,label,onset_s,offset_s,score)")
     p.add_argument("--plot", dest="plot_dir", help="write one PNG per file (log-mel + event map) into this folder")
@@ -247,6 +332,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="clip scores of a long file: max (default) or mean over its windows")
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward pass (16)")
     p.add_argument("--class_names", help="class_labels_indices.csv or one name per line, overriding the model's")
+    p.add_argument("--reference", help="strong labels (TSV/CSV: filename, onset, offset, event_label) to score the "
+                                       "files against: event F1 and PSDS 1/2 (in the JSON under 'reference')")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-file summary")
     return p.parse_args(argv)
 
@@ -258,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      plot_dir=args.plot_dir, top_k=args.top_k, window_s=args.window_s, hop_s=args.hop_s,
                      threshold=args.threshold, median_filter_s=args.median_filter_s, clip_gate=args.clip_gate,
                      clip_pool=args.clip_pool, batch_size=args.batch_size, class_names=args.class_names,
-                     progress=not args.quiet, verbose=not args.quiet)
+                     reference=args.reference, progress=not args.quiet, verbose=not args.quiet)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

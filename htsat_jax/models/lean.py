@@ -42,7 +42,8 @@ option) or every chunk, pooled as in evaluation (``"all"``).
 Outputs of ``Model(waveform)``:
 
 ``clipwise_output (batch, classes)``
-    mean over chunks of the chunk probabilities (``clip_ce``: of the chunk logits).
+    mean over chunks of the chunk probabilities, clipped to ``[1e-7, 1 - 1e-7]`` as Keras' binary
+    cross-entropy clips them (``clip_ce``: the mean of the chunk logits).
 ``framewise_output (batch, frames, classes)``
     a 0.5 s grid (:func:`frame_seconds`): step ``g`` covers ``[0.5 g, 0.5 g + 0.5)`` s and is the
     mean probability of the chunks containing its centre (each chunk is 1 s, so two steps).
@@ -85,6 +86,7 @@ WAVE_STEPS = 40                # the wave encoder's 40 x 400 reshape (25 ms step
 WAVE_STEP_SAMPLES = CHUNK_SAMPLES // WAVE_STEPS
 FRAME_HOP = CHUNK_HOP          # framewise_output grid: 0.5 s
 FRAME_SECONDS = FRAME_HOP / SAMPLE_RATE
+PROB_EPSILON = 1e-7            # clip probabilities as Keras' binary cross-entropy does
 
 LOSS_TYPES = ("clip_bce", "clip_ce")
 BRANCHES = ("both", "yamnet_only", "wave_only")
@@ -371,7 +373,7 @@ def _lstm_cell(fin: int, units: int, *, rngs, dtype, param_dtype) -> nnx.Optimiz
                                  recurrent_kernel_init=nnx.initializers.orthogonal(), dtype=dtype,
                                  param_dtype=param_dtype, rngs=rngs)
     bias = cell.dense_h.bias
-    bias.value = bias.value.at[units:2 * units].set(1.0)   # gates i, f, g, o
+    bias[...] = bias[...].at[units:2 * units].set(1.0)   # gates i, f, g, o
     return cell
 
 
@@ -379,7 +381,7 @@ def _lstm_unrolled(cell: nnx.OptimizedLSTMCell, xs, *, reverse: bool):
     """The same recurrence as ``nnx.RNN(cell)`` as a Python loop with the input projections of all
     steps in one matmul (for export: no ``Loop`` op). ``xs (N, T, F)`` -> ``((c, h), outputs)``."""
     units = cell.hidden_features
-    params = (cell.dense_i.kernel.value, cell.dense_h.kernel.value, cell.dense_h.bias.value)
+    params = (cell.dense_i.kernel[...], cell.dense_h.kernel[...], cell.dense_h.bias[...])
     dtype = cell.dtype or jnp.result_type(xs, *params)
     xs, wi, wh, b = (jnp.asarray(a, dtype) for a in (xs, *params))
     projected = jnp.einsum("ntf,fg->ntg", xs, wi)
@@ -495,7 +497,7 @@ class Model(nnx.Module):
         if c.attention_scale == "sqrt_d":
             scale = 1.0 / math.sqrt(c.projection_dim)
         elif c.attention_scale == "learned":
-            scale = self.attention_scale.value
+            scale = self.attention_scale[...]
         else:
             scale = 1.0
         scores = jnp.einsum("nqd,nkd->nqk", query, keys) * scale
@@ -575,8 +577,8 @@ class Model(nnx.Module):
             starts = jnp.broadcast_to(jnp.asarray([s for s, _ in plan], jnp.int32), (batch, len(plan)))
             spans = jnp.broadcast_to(jnp.asarray([m for _, m in plan], jnp.int32), (batch, len(plan)))
             valid = jnp.ones((batch, len(plan)), bool)
-        if width == CHUNK_SAMPLES and not dynamic:
-            chunks = x[:, None]
+        if starts.shape[1] == 1 and width == CHUNK_SAMPLES and not dynamic:
+            chunks = x[:, None]                              # exactly one 1 s chunk
         else:
             chunks = _gather_chunks(x, starts, spans)
         k = chunks.shape[1]
@@ -588,6 +590,10 @@ class Model(nnx.Module):
         w = w / jnp.maximum(w.sum(axis=1, keepdims=True), 1.0)
         probs = jax.nn.sigmoid(logits) if c.loss_type == "clip_bce" else jax.nn.softmax(logits, axis=-1)
         clip = jnp.einsum("bk,bkc->bc", w, probs if c.loss_type == "clip_bce" else logits)
+        if c.loss_type == "clip_bce":
+            # Keras' binary cross-entropy clips probabilities to [1e-7, 1 - 1e-7]; without it a sigmoid
+            # saturating to exactly 0 or 1 in float32 gives a NaN gradient through log(p).
+            clip = jnp.clip(clip, PROB_EPSILON, 1.0 - PROB_EPSILON)
         if train and c.train_crop == "random" and (width > CHUNK_SAMPLES or dynamic):
             frames = probs                                   # the crop only
         else:
@@ -658,10 +664,28 @@ def windows(config: Config, window_s: float = 10.0, hop_s: float = 5.0) -> Chunk
     return ChunkWindows(config, window_s, hop_s)
 
 
-def export_forward(model: Model, num_samples: int) -> None:
-    """ONNX export of LEAN is not built yet (``Model(..., unroll_lstm=True)`` is the loop-free forward
-    it will lower)."""
-    return None
+# The export's default input (``htsat_jax.inference.export``): one 1 s chunk, what LEAN sees.
+EXPORT_SECONDS = CHUNK_SAMPLES / SAMPLE_RATE
+
+
+def export_forward(model: Model, num_samples: int):
+    """The ONNX-lowerable forward of one 1 s chunk, ``(batch, 16000)`` -> ``clipwise_output (batch,
+    classes)`` (the chunk's sigmoid scores; logits for ``clip_ce``) and ``latent_output (batch,
+    fused_dim)``: :meth:`Model.forward_chunks` with the LSTMs unrolled (no ``Loop``/``Scan`` op) and
+    YAMNet's frontend from export-friendly pieces (``yamnet_frontend.export_mode``). On a 1 s
+    input ``Model(waveform)`` gives the same. Longer audio: 1 s chunks every 0.5 s through the file,
+    mean of the chunk scores (the paper's evaluation)."""
+    if num_samples != CHUNK_SAMPLES:
+        raise ValueError(f"LEAN exports its 1 s chunk: num_samples must be {CHUNK_SAMPLES}, got {num_samples}; "
+                         "run longer audio as 1 s chunks every 0.5 s and average the chunk scores")
+    bce = model.config.loss_type == "clip_bce"
+
+    def forward(waveform: jax.Array) -> dict[str, jax.Array]:
+        with frontend.export_mode():
+            logits, fused = model.forward_chunks(waveform, train=False, unroll_lstm=True)
+        return {"clipwise_output": jax.nn.sigmoid(logits) if bce else logits, "latent_output": fused}
+
+    return forward
 
 
 can_load = base.no_foreign_files

@@ -357,9 +357,29 @@ def windows(config: Config, window_s: float = 10.0, hop_s: float = 5.0) -> Patch
     return PatchWindows(config, window_s, hop_s)
 
 
-def export_forward(model: Model, num_samples: int) -> None:
-    """ONNX export of YAMNet is not built yet."""
-    return None
+# The export's default input (``htsat_jax.inference.export``): 1 s, the on-device chunk (LEAN's input).
+EXPORT_SECONDS = 1.0
+
+
+def export_forward(model: Model, num_samples: int):
+    """The ONNX-lowerable forward on ``(batch, num_samples)`` 16 kHz waveforms: ``Model(waveform)``
+    with the frontend built from export-friendly pieces (same values): the official zero padding,
+    slice framing, ``sqrt`` of a real-DFT power spectrum for the magnitude, slice patching.
+
+    Outputs: ``clipwise_output (batch, classes)``, ``framewise_output (batch, patches, classes)``
+    (per-patch scores), ``latent_output (batch, 1024)``, ``embeddings (batch, patches, 1024)``;
+    1 s gives 2 patches (the official padding), 10 s gives 20.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    names = ("clipwise_output", "framewise_output", "latent_output", "embeddings")
+
+    def forward(waveform: jax.Array) -> dict[str, jax.Array]:
+        log_mel = frontend.log_mel_exportable(frontend.pad_waveform(waveform))
+        out = model.forward_patches(frontend.patches_sliced(log_mel), train=False)
+        return {k: out[k] for k in names}
+
+    return forward
 
 
 def file_kind(path: str) -> str | None:

@@ -14,8 +14,10 @@ frontend (``htsat_jax.models.frontend``): power, Slaney mel, log10 and centred f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from typing import Iterator
 
 import jax.numpy as jnp
 import numpy as np
@@ -152,3 +154,56 @@ def waveform_to_patches(waveform):
     """The official waveform-in path: pad, log-mel, patches. Returns ``(log_mel, patches)``."""
     lm = log_mel(pad_waveform(waveform))
     return lm, patches(lm)
+
+
+# ----------------------------------------------------------------------------- export (ONNX) helpers
+
+
+def patches_sliced(log_mel_frames):
+    """:func:`patches` with slices instead of a gather (ONNX export; the same values).
+
+    Patch ``i`` is 48-frame blocks ``i`` and ``i + 1`` side by side (96 = 2 x 48), so the graph
+    holds two slices and a concatenation rather than a ``(patches, 96)`` index table.
+    """
+    frames = log_mel_frames.shape[-2]
+    count = num_patches(frames)
+    if count < 1:
+        raise ValueError(f"{frames} frames is shorter than one patch ({PATCH_FRAMES})")
+    per_patch = PATCH_FRAMES // PATCH_HOP_FRAMES
+    blocks_needed = count + per_patch - 1
+    x = log_mel_frames[..., :blocks_needed * PATCH_HOP_FRAMES, :]
+    blocks = x.reshape(x.shape[:-2] + (blocks_needed, PATCH_HOP_FRAMES, x.shape[-1]))
+    return jnp.concatenate([blocks[..., j:j + count, :, :] for j in range(per_patch)], axis=-2)
+
+
+def log_mel_exportable(waveform):
+    """:func:`log_mel` from pieces ONNX export can lower (``htsat_jax.inference.export``): slice
+    framing (``frame_signal``), the power of a real DFT (``power_spectrum``, no complex tensors) and
+    magnitude ``sqrt(power)``. ``(batch, n)`` (padded already) -> ``(batch, frames, 64)`` float32;
+    within float32 rounding of :func:`log_mel` (5e-7 on the fixture clips)."""
+    from htsat_jax.inference import export
+
+    x = waveform.astype(jnp.float32)
+    if num_frames(x.shape[-1]) < 1:
+        raise ValueError(f"{x.shape[-1]} samples is shorter than one STFT frame ({WINDOW}); pad the waveform "
+                         "first (pad_waveform)")
+    framed = export.frame_signal(x, WINDOW, HOP) * jnp.asarray(hann_window("float32"))   # (batch, frames, 400)
+    framed = jnp.pad(framed, ((0, 0), (0, 0), (0, FFT - WINDOW)))
+    magnitude = jnp.sqrt(export.power_spectrum(framed))                                   # (batch, frames, 257)
+    mel = jnp.matmul(magnitude, jnp.asarray(mel_matrix("float32")), precision="highest")
+    return jnp.log(mel + LOG_OFFSET)
+
+
+@contextlib.contextmanager
+def export_mode() -> Iterator[None]:
+    """While tracing for ONNX export: this module's :func:`log_mel` and :func:`patches` are
+    :func:`log_mel_exportable` and :func:`patches_sliced`, for model code that calls them through
+    the module (LEAN's YAMNet branch). Restored on exit. Meant for the export's trace only (it
+    changes the module for every caller meanwhile; the values agree within float32 rounding)."""
+    global log_mel, patches
+    saved = log_mel, patches
+    log_mel, patches = log_mel_exportable, patches_sliced
+    try:
+        yield
+    finally:
+        log_mel, patches = saved

@@ -54,15 +54,48 @@ MODEL_DIR = "model"
 # ============================================================================ config -> model
 
 
-def model_config(config: ml_collections.ConfigDict, num_classes: int | None = None) -> Any:
+def model_config(config: ml_collections.ConfigDict, num_classes: int | None = None,
+                 multi_label: bool | None = None) -> Any:
     """The model config that ``config.model_name`` and ``config.model`` describe (``num_classes``
-    filled from the data when the config leaves it open)."""
+    filled from the data when the config leaves it open).
+
+    Without ``config.model_name`` the model is the one ``config.init_from`` holds (fine-tuning any
+    released model: ``configs/finetune.py``), with ``config.model`` fields overriding its own, the
+    class count of the data, and -- unless the config sets one -- the loss the data asks for:
+    ``clip_ce`` for single-label data, ``clip_bce`` for multi-label.
+    """
     fields = config.model.to_dict()
-    if fields.get("num_classes") is None:
+    name = config.model_name
+    if name is None:
+        if not config.init_from:
+            raise ValueError("config.model_name is None: give the model (config.model_name) or a model to start "
+                             "from (config.init_from)")
+        source = source_model_config(config.init_from)
+        name = models.name_of(source)
+        fields = {**source.to_dict(), **fields}
+        fields.pop("model_type", None)
+        if "loss_type" not in config.model and multi_label is not None:
+            fields["loss_type"] = "clip_bce" if multi_label else "clip_ce"
+    if fields.get("num_classes") is None or (config.model_name is None and "num_classes" not in config.model):
         if num_classes is None:
             raise ValueError("config.model.num_classes is None and no dataset gave a class count")
         fields["num_classes"] = int(num_classes)
-    return models.config_from_dict(fields, name=config.model_name)
+    return models.config_from_dict(fields, name=name)
+
+
+def source_model_config(path: str) -> Any:
+    """The model config of a model directory or a released file (what fine-tuning starts from)."""
+    path = paths.local_or_remote(path)
+    if ckpt_lib.is_model_dir(path):
+        return ckpt_lib.config_from_dict(paths.read_json(paths.join(path, ckpt_lib.CONFIG_FILE))["model"])
+    return read_model(path)[0]
+
+
+def best_metric(config: ml_collections.ConfigDict, multi_label: bool) -> str:
+    """``config.best_metric``; "auto" = accuracy for single-label data, mAP for multi-label."""
+    if config.best_metric == "auto":
+        return "mAP" if multi_label else "accuracy"
+    return config.best_metric
 
 
 def compute_dtype(config: ml_collections.ConfigDict):
@@ -136,6 +169,46 @@ def model_weights(graphdef: nnx.GraphDef, state: TrainState) -> dict:
 # ============================================================================ the step
 
 
+def trainable_only(tx: optax.GradientTransformation, trainable: str, head: tuple[str, ...]
+                   ) -> optax.GradientTransformation:
+    """``trainable="all"``: ``tx``; ``"head"``: only the model's classifier (its ``HEAD`` entries)
+    is updated, every other parameter is frozen (fine-tuning a linear probe)."""
+    if trainable == "all":
+        return tx
+    if trainable != "head":
+        raise ValueError(f"config.trainable must be 'all' or 'head', got {trainable!r}")
+    if not head:
+        raise ValueError("config.trainable='head' needs the model module to name its HEAD")
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "train" if getattr(path[0], "key", getattr(path[0], "name", None)) in head else "freeze",
+            params)
+
+    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
+
+def frame_targets(events: jax.Array, num_frames: int, step_seconds: float, num_classes: int) -> jax.Array:
+    """Strong labels ``(B, E, 3)`` (onset, offset, label; label -1 = unused) -> ``(B, T, C)`` 0/1
+    targets on the model's own frame grid: step ``k`` covers ``[k, k + 1) * step_seconds`` (the
+    mapping events are read back with) and is on for a class when one of its events overlaps it."""
+    start = jnp.arange(num_frames) * step_seconds
+    onset, offset, label = events[..., 0], events[..., 1], events[..., 2].astype(jnp.int32)
+    overlap = (onset[:, None, :] < start[None, :, None] + step_seconds) & (offset[:, None, :] > start[None, :, None])
+    overlap &= (label >= 0)[:, None, :]  # (B, T, E)
+    one_hot = jax.nn.one_hot(label, num_classes, dtype=jnp.float32)  # (B, E, C); -1 -> zeros
+    return jnp.minimum(jnp.einsum("bte,bec->btc", overlap.astype(jnp.float32), one_hot), 1.0)
+
+
+def frame_loss(framewise: jax.Array, batch: Mapping[str, jax.Array], step_seconds: float) -> jax.Array:
+    """BCE of the frame map against the strong labels, averaged over the batch's strong clips (0 if none)."""
+    pred = jnp.clip(framewise.astype(jnp.float32), 1e-7, 1.0 - 1e-7)
+    target = frame_targets(batch["events"], pred.shape[1], step_seconds, pred.shape[2])
+    per_clip = -jnp.mean(target * jnp.log(pred) + (1.0 - target) * jnp.log1p(-pred), axis=(1, 2))
+    strong = batch["strong"].astype(jnp.float32)
+    return jnp.sum(per_clip * strong) / jnp.maximum(jnp.sum(strong), 1.0)
+
+
 def clip_loss(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], loss_type: str) -> jax.Array:
     """Official losses: ``clip_bce`` = BCE on probabilities with logs clamped at -100 (torch
     ``F.binary_cross_entropy``); ``clip_ce`` = softmax cross-entropy on the clip logits."""
@@ -158,13 +231,16 @@ def sample_mixup_lambda(key: jax.Array, batch: int, alpha: float = 0.5) -> jax.A
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule, *, loss_type: str,
                     mixup_alpha: float | None, mixup_prob: float = 1.0, data_rate: int | None = None,
-                    model_rate: int | None = None) -> Callable:
+                    model_rate: int | None = None, strong_weight: float = 0.0,
+                    step_seconds: float | None = None) -> Callable:
     """``(state, batch, key) -> (state, metrics)``; pure, for ``jax.jit``.
 
     ``batch["waveform"]`` is int16 PCM ``(batch, samples)`` at ``data_rate`` (resampled on device to
     ``model_rate`` when they differ); the per-step key is ``fold_in(key, step)`` so a resumed run
     draws the same randomness. With ``mixup_alpha`` each clip is mixed with weight
-    ``Beta(alpha, alpha)`` with probability ``mixup_prob`` (else weight 1).
+    ``Beta(alpha, alpha)`` with probability ``mixup_prob`` (else weight 1). With ``strong_weight``
+    > 0 the loss adds that weight times :func:`frame_loss` on the clips with strong labels
+    (``batch["events"]``, ``batch["strong"]``), the frames placed every ``step_seconds``.
     """
 
     def train_step(state: TrainState, batch, key):
@@ -181,7 +257,10 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
         def loss_fn(params, rest):
             model = merged_model(graphdef, params, rest)
             out = model(waveform, train=True, key=fwd_key, mixup_lambda=lam)
-            return clip_loss(out, batch, loss_type), nnx.split(model, nnx.Param, ...)[2]
+            loss = clip_loss(out, batch, loss_type)
+            if strong_weight:
+                loss = loss + strong_weight * frame_loss(out["framewise_output"], batch, step_seconds)
+            return loss, nnx.split(model, nnx.Param, ...)[2]
 
         (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.rest)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -261,22 +340,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
     total_steps = int(config.total_steps or config.num_epochs * steps_per_epoch)
     logger.info("%d training examples: %d steps per epoch, %d steps (%.1f epochs)", num_train,
                 steps_per_epoch, total_steps, total_steps / steps_per_epoch)
+    strong = float(config.strong_label_weight)
     train_ds = input_pipeline.make_train_dataset(
         **data_kwargs, split=config.train_split, global_batch_size=config.batch_size,
         seed=int(config.seed) % 2**32, folds=train_folds, balanced=config.balanced_sampling,
-        random_crop=config.random_crop, num_threads=config.num_threads)
+        random_crop=config.random_crop, num_threads=config.num_threads,
+        max_events=config.train_max_events if strong else 0)
     train_iter = iter(train_ds)
     _, spec = experiment.open_split(config, config.eval_split)
     class_names = experiment.class_names(config)
+    metric = best_metric(config, spec.multi_label)
 
     # ---------------------------------------------------------------- model, born sharded
-    model_cfg = model_config(config, spec.num_classes)
+    model_cfg = model_config(config, spec.num_classes, spec.multi_label)
+    module = models.module_of(model_cfg)
+    step_seconds = None
+    if strong:
+        if config.mixup:
+            raise ValueError("strong-label training (config.strong_label_weight > 0) cannot be combined with mixup: "
+                             "the mixed audio has no frame labels")
+        clip_samples = int(round((config.clip_seconds or spec.clip_seconds) * model_cfg.sample_rate))
+        step_seconds = module.frame_seconds(model_cfg, clip_samples)
+        if step_seconds is None:
+            raise ValueError(f"config.strong_label_weight={strong}: the {models.name_of(model_cfg)} model has no "
+                             "frame-level output to train on strong labels (use a model with one, e.g. HTS-AT)")
     if model_cfg.sample_rate != spec.sample_rate:
         logger.info("data stored at %d Hz, the model takes %d Hz: resampled on device",
                     spec.sample_rate, model_cfg.sample_rate)
     tx, schedule = optim.make_optimizer(
         config.optim, steps_per_epoch=steps_per_epoch,
         num_epochs=max(int(config.num_epochs), math.ceil(total_steps / steps_per_epoch)))
+    tx = trainable_only(tx, config.trainable, tuple(getattr(module, "HEAD", ())))
     init_weights, init_summary = initial_weights(config, model_cfg)
     if init_summary:
         logger.info(init_summary)
@@ -293,7 +387,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         make_train_step(graphdef, tx, schedule, loss_type=model_cfg.loss_type,
                         mixup_alpha=config.mixup_alpha if config.mixup else None,
                         mixup_prob=float(config.mixup_prob), data_rate=spec.sample_rate,
-                        model_rate=model_cfg.sample_rate),
+                        model_rate=model_cfg.sample_rate, strong_weight=strong, step_seconds=step_seconds),
         in_shardings=(state_sh, sharding.batch_sharding(mesh), repl), out_shardings=(state_sh, repl),
         donate_argnums=(0,))
     evaluator = evaluator_lib.Evaluator(config, model_cfg, graphdef, mesh, (state_sh.params, state_sh.rest),
@@ -308,7 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
     best_mngr = ocp.CheckpointManager(
         paths.join(workdir, BEST_DIR),
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=config.keep_best, create=True, best_fn=lambda m: m[config.best_metric],
+            max_to_keep=config.keep_best, create=True, best_fn=lambda m: m[metric],
             best_mode="max", keep_checkpoints_without_metrics=False, enable_async_checkpointing=False))
     start_step = 0
     if ckpt_mngr.latest_step() is not None:
@@ -333,14 +427,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
     writer = MetricWriter(workdir, tensorboard=config.tensorboard)
     stop = StopSignal()
     evaluated_steps: set[int] = set()
+    best_so_far, evals_since_best = -np.inf, 0
 
     def run_eval(step: int) -> dict[str, float]:
+        nonlocal best_so_far, evals_since_best
         result = evaluator.evaluate(state.params, state.rest)
         writer.write(step, {f"eval/{k}": v for k, v in result.items()})
-        if config.best_metric in result and step not in best_mngr.all_steps():
-            value = float(result[config.best_metric])
-            best_mngr.save(step, args=ocp.args.StandardSave({"params": state.params, "rest": state.rest}),
-                           metrics={config.best_metric: value if np.isfinite(value) else -np.inf})
+        if metric in result:
+            value = float(result[metric])
+            value = value if np.isfinite(value) else -np.inf
+            if step not in best_mngr.all_steps():
+                best_mngr.save(step, args=ocp.args.StandardSave({"params": state.params, "rest": state.rest}),
+                               metrics={metric: value})
+            best_so_far, evals_since_best = (value, 0) if value > best_so_far else (best_so_far, evals_since_best + 1)
         return result
 
     # ---------------------------------------------------------------- loop
@@ -386,6 +485,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
                 result = run_eval(step)
                 evaluated_steps.add(step)
                 logger.info("step %d eval: %s", step, evaluator_lib.format_metrics(result))
+                if config.early_stopping_patience and evals_since_best >= config.early_stopping_patience:
+                    logger.info("early stop at step %d: no better %s in %d evaluations", step, metric,
+                                evals_since_best)
+                    break
             # Across processes the check is a host all-gather (a sync point): do it only at log
             # steps there; a single process checks its own flag every step.
             if (jax.process_count() == 1 or step % log_every == 0) and stop.requested():
@@ -401,7 +504,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         ckpt_mngr.wait_until_finished()
         stop.restore()
 
-    results: dict[str, Any] = {"step": step, "stopped_early": stopped}
+    results: dict[str, Any] = {"step": step, "stopped_early": stopped, "best_metric": metric}
     if not stopped:
         results.update(final_test(config, workdir, graphdef, state, state_sh, best_mngr, evaluator, model_cfg,
                                   class_names))
@@ -424,7 +527,7 @@ def final_test(config, workdir: str, graphdef, state: TrainState, state_sh: Trai
     import orbax.checkpoint as ocp
 
     chosen_step = int(state.step)
-    if config.test_weights == "best" and best_mngr.best_step() is not None:
+    if config.test_weights == "best" and best_mngr.best_step() is not None:  # by the run's best metric
         chosen_step = best_mngr.best_step()
         abstract = {k: jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                     getattr(state, k), getattr(state_sh, k)) for k in ("params", "rest")}
