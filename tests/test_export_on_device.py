@@ -308,6 +308,11 @@ def test_lean_export_float_and_int8(lean_tagger, tmp_path, capsys):
                     f"{info['bytes'] / 1e6:.2f} MB, int8 ONNX {size / 1e6:.2f} MB ({size:,} bytes)")
     assert size <= 5.0e6
     assert summary["params"] > 4.4e6 and summary["batch_norms_folded"] == 27
+    # One consumer per DequantizeLinear (the recurrent kernels, read at each of the 40 steps, go
+    # through a single-input Max), else ONNX Runtime dequantizes them once per step.
+    readers = [name for n in proto.graph.node for name in n.input]
+    assert all(readers.count(n.output[0]) == 1 for n in proto.graph.node if n.op_type == "DequantizeLinear")
+    assert sum(n.op_type == "Max" for n in proto.graph.node) == 4
     q = export.onnx_session(path).run(["clipwise_output"], {"waveform": x})[0]
     diff = float(np.abs(q - ref["clipwise_output"]).max())
     _report(capsys, f"  LEAN int8 vs float JAX: scores max |diff| {diff:.4f}, top-1 {_top1(q, ref['clipwise_output'])}"

@@ -60,7 +60,7 @@ def test_finetune_yamnet_tflite_on_esc10_held_out_sources(esc10_folder, tmp_path
     # The released model's embeddings with a new classifier on top (--config.trainable=head): 59 clips.
     c = finetune_config(data_dir=data_dir, builder_config="esc10_16k", init_from=str(require(YAMNET)),
                         clip_seconds=5.0, batch_size=16, eval_batch_size=16, trainable="head",
-                        num_epochs=30, early_stopping_patience=10)
+                        num_epochs=12, early_stopping_patience=5)
     c.optim.base_lr = 3e-3
     workdir = str(tmp_path / "yamnet_esc10")
     results = train.train_and_evaluate(c, workdir)

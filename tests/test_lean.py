@@ -353,6 +353,7 @@ def test_registered_and_configs_build():
     c = common.load("lean/fsd50k.py")
     assert (c.batch_size, c.optim.base_lr, c.num_epochs, c.model.loss_type, c.clip_seconds) == (64, 1e-4, 40,
                                                                                                "clip_bce", 1.0)
+    assert (c.best_metric, c.random_crop, c.eval_chunk_seconds, c.eval_chunk_hop_seconds) == ("pr_auc", True, 1.0, 0.5)
 
 
 def test_tagger_windows_of_one_chunk_reproduce_the_clip_protocol():
@@ -387,7 +388,8 @@ def test_tiny_lean_learns_synthetic_one_second_clips(tmp_path):
                     data_dir=data_dir).download_and_prepare()
     c = common.load("lean/fsd50k.py", "variant=tiny")   # the paper's recipe, tiny model, on other data
     c.update(dict(dataset="synthetic_events", builder_config="lean_1s", data_dir=data_dir, train_split="train",
-                  eval_split="validation", test_split="test", batch_size=32, eval_batch_size=64, num_epochs=4,
+                  eval_split="validation", test_split="test", eval_clip_seconds=1.0, batch_size=32,
+                  eval_batch_size=64, num_epochs=4,
                   log_every_steps=16, eval_every_steps=1000, test_weights="last", keep_checkpoints=1,
                   progress_bar=False, tensorboard=False, async_checkpointing=False))
     c.model.num_classes = 10
@@ -400,6 +402,7 @@ def test_tiny_lean_learns_synthetic_one_second_clips(tmp_path):
     target = np.stack([np.asarray(r["labels"]) for r in _records(data_dir, "test")]).astype(float)
     chance = float(target.mean())
     print(f"tiny LEAN on synthetic 1 s clips: test mAP {results['test']['mAP']:.3f} (chance ~{chance:.2f}), "
+          f"PR-AUC {results['test']['pr_auc']:.3f}, "
           f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, {elapsed:.0f} s")
     assert results["step"] == 64 and losses[-1] < losses[0] - 0.1
     assert results["test"]["mAP"] > max(0.45, 2 * chance)

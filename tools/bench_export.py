@@ -26,13 +26,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _seconds(fn, repeats: int, warmup: int = 0) -> tuple[float, float, float]:
@@ -107,7 +104,8 @@ def main() -> None:
         print(f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
               f"jax {jax.__version__} on {jax.default_backend()}; {seconds:g} s clips, median of {args.repeats} "
               f"runs after {args.warmup}")
-        settings = [(fmt, fold, t, sp) for fmt in args.weights for fold in ((False, True) if fmt == "int8" else (False,))
+        folds = {"float": (False,), "int8": (False, True)}
+        settings = [(fmt, fold, t, sp) for fmt in args.weights for fold in folds[fmt]
                     for t in args.threads for sp in args.spinning]
         sessions = {s: export.onnx_session(files[s[0]], threads=s[2], spinning=bool(s[3]), dequantize_at_load=s[1])
                     for s in settings}

@@ -35,6 +35,10 @@ AST: ``htsat_jax.models.ast``; a complete small example: ``tests/tiny_cnn.py``):
 ``export_forward(model, num_samples) -> callable | None``
     a forward that ONNX export can lower (``waveform -> dict``), None when export is unsupported.
 
+Optional: ``HEAD`` (the classifier's top-level parameter names: re-initialised when fine-tuning to
+other classes, the only part trained with ``config.trainable="head"``) and ``EXPORT_SECONDS`` (the
+input length ONNX export uses by default; 10 s without it).
+
 Register a model that lives outside the package with :func:`register` (a module object or an
 import path), or name it by import path: ``config.model_name = "mypackage.mymodel"``.
 """

@@ -70,7 +70,7 @@ from typing import Any, ClassVar, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, traverse_util
 
 from htsat_jax.inference import windowing
 from htsat_jax.models import base
@@ -247,6 +247,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 # The classifier: re-initialised when fine-tuning to another class count.
 HEAD = ("head",)
+# ONNX export's default input: one 1 s chunk (the on-device model's input).
+EXPORT_SECONDS = CHUNK_SAMPLES / SAMPLE_RATE
 # Fields a LEAN model directory must share with the config it initialises (they set tensor shapes).
 ARCH_FIELDS = ("branches", "fusion", "attention", "attention_scale", "attention_heads", "yamnet_width_divisor",
                "lstm_units", "lstm_layers", "projection_dim")
@@ -563,7 +565,8 @@ class Model(nnx.Module):
             x = lam * x + (1.0 - lam) * x[::-1]
         dynamic = num_samples is not None
         lengths = (jnp.asarray(num_samples, jnp.int32) if dynamic else jnp.full((batch,), width, jnp.int32))
-        if train and c.train_crop == "random" and (width > CHUNK_SAMPLES or dynamic):
+        cropped = train and c.train_crop == "random" and (width > CHUNK_SAMPLES or dynamic)
+        if cropped:
             if key is None:
                 raise ValueError("LEAN training on input longer than 1 s draws a random 1 s chunk: pass key")
             n = jnp.clip(lengths, 1, width)
@@ -594,12 +597,13 @@ class Model(nnx.Module):
             # Keras' binary cross-entropy clips probabilities to [1e-7, 1 - 1e-7]; without it a sigmoid
             # saturating to exactly 0 or 1 in float32 gives a NaN gradient through log(p).
             clip = jnp.clip(clip, PROB_EPSILON, 1.0 - PROB_EPSILON)
-        if train and c.train_crop == "random" and (width > CHUNK_SAMPLES or dynamic):
+        if cropped:
             frames = probs                                   # the crop only
         else:
-            frames = jnp.einsum("bfk,bkc->bfc", _frame_weights(width, lengths, starts, spans, valid).astype(compute),
-                                probs)
-        return {"clipwise_output": clip, "framewise_output": frames, "latent_output": jnp.einsum("bk,bkd->bd", w, fused),
+            weights = _frame_weights(width, lengths, starts, spans, valid).astype(compute)
+            frames = jnp.einsum("bfk,bkc->bfc", weights, probs)
+        latent = jnp.einsum("bk,bkd->bd", w, fused)
+        return {"clipwise_output": clip, "framewise_output": frames, "latent_output": latent,
                 "chunk_logits": logits, "chunk_valid": valid}
 
 
@@ -655,7 +659,7 @@ class ChunkWindows(windowing.PlainWindows):
 
     def short_note(self, segment_samples: int) -> str | None:
         if segment_samples < CHUNK_SAMPLES:
-            return f"shorter than LEAN's 1 s chunk: tiled to 1 s"
+            return "shorter than LEAN's 1 s chunk: tiled to 1 s"
         return None
 
 
@@ -683,7 +687,8 @@ def export_forward(model: Model, num_samples: int):
     def forward(waveform: jax.Array) -> dict[str, jax.Array]:
         with frontend.export_mode():
             logits, fused = model.forward_chunks(waveform, train=False, unroll_lstm=True)
-        return {"clipwise_output": jax.nn.sigmoid(logits) if bce else logits, "latent_output": fused}
+        clip = jnp.clip(jax.nn.sigmoid(logits), PROB_EPSILON, 1.0 - PROB_EPSILON) if bce else logits   # as __call__
+        return {"clipwise_output": clip, "latent_output": fused}
 
     return forward
 
@@ -705,7 +710,6 @@ def init_report(path: str, config: Config, fresh: Mapping) -> tuple[dict, base.I
     from htsat_jax import checkpoint as ckpt_lib
     from htsat_jax.convert import yamnet as yamnet_convert
     from htsat_jax.convert.common import normalise_keys
-    from flax import traverse_util
 
     path = os.fspath(path)
     notes: list[str] = []

@@ -180,12 +180,16 @@ def trainable_only(tx: optax.GradientTransformation, trainable: str, head: tuple
     if not head:
         raise ValueError("config.trainable='head' needs the model module to name its HEAD")
 
-    def labels(params):
-        return jax.tree_util.tree_map_with_path(
-            lambda path, _: "train" if getattr(path[0], "key", getattr(path[0], "name", None)) in head else "freeze",
-            params)
+    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()},
+                                 lambda params: jax.tree.map(lambda t: "train" if t else "freeze",
+                                                             trainable_mask(params, head)))
 
-    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
+def trainable_mask(params: Any, head: tuple[str, ...] | None) -> Any:
+    """A bool per parameter leaf: True when it learns (every leaf for ``head=None``; else the
+    model's classifier, the top-level entries named in ``head``)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: head is None or getattr(path[0], "key", getattr(path[0], "name", None)) in head, params)
 
 
 def frame_targets(events: jax.Array, num_frames: int, step_seconds: float, num_classes: int) -> jax.Array:
@@ -215,8 +219,10 @@ def clip_loss(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], 
     pred = outputs["clipwise_output"].astype(jnp.float32)
     target = batch["target"].astype(jnp.float32)
     if loss_type == "clip_bce":
-        log_p = jnp.maximum(jnp.log(pred), -100.0)
-        log_1mp = jnp.maximum(jnp.log1p(-pred), -100.0)
+        # Logs clamped at -100 as torch does; the inner where keeps the gradient finite (not 0 * inf)
+        # when a saturated sigmoid gives exactly 0 or 1.
+        log_p = jnp.maximum(jnp.where(pred > 0, jnp.log(jnp.where(pred > 0, pred, 1.0)), -100.0), -100.0)
+        log_1mp = jnp.maximum(jnp.where(pred < 1, jnp.log1p(-jnp.where(pred < 1, pred, 0.0)), -100.0), -100.0)
         return -jnp.mean(target * log_p + (1.0 - target) * log_1mp)
     if loss_type == "clip_ce":
         labels = batch["label"] if "label" in batch else jnp.argmax(target, axis=-1)
@@ -232,7 +238,7 @@ def sample_mixup_lambda(key: jax.Array, batch: int, alpha: float = 0.5) -> jax.A
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule, *, loss_type: str,
                     mixup_alpha: float | None, mixup_prob: float = 1.0, data_rate: int | None = None,
                     model_rate: int | None = None, strong_weight: float = 0.0,
-                    step_seconds: float | None = None) -> Callable:
+                    step_seconds: float | None = None, trainable_head: tuple[str, ...] | None = None) -> Callable:
     """``(state, batch, key) -> (state, metrics)``; pure, for ``jax.jit``.
 
     ``batch["waveform"]`` is int16 PCM ``(batch, samples)`` at ``data_rate`` (resampled on device to
@@ -240,7 +246,9 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
     draws the same randomness. With ``mixup_alpha`` each clip is mixed with weight
     ``Beta(alpha, alpha)`` with probability ``mixup_prob`` (else weight 1). With ``strong_weight``
     > 0 the loss adds that weight times :func:`frame_loss` on the clips with strong labels
-    (``batch["events"]``, ``batch["strong"]``), the frames placed every ``step_seconds``.
+    (``batch["events"]``, ``batch["strong"]``), the frames placed every ``step_seconds``. With
+    ``trainable_head`` only those top-level parameters get gradients: the frozen backbone runs forward
+    only (no backward pass through it).
     """
 
     def train_step(state: TrainState, batch, key):
@@ -255,6 +263,9 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
                 lam = jnp.where(jax.random.uniform(pick_key, lam.shape) < mixup_prob, lam, 1.0)
 
         def loss_fn(params, rest):
+            if trainable_head is not None:
+                params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params,
+                                      trainable_mask(params, trainable_head))
             model = merged_model(graphdef, params, rest)
             out = model(waveform, train=True, key=fwd_key, mixup_lambda=lam)
             loss = clip_loss(out, batch, loss_type)
@@ -387,7 +398,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         make_train_step(graphdef, tx, schedule, loss_type=model_cfg.loss_type,
                         mixup_alpha=config.mixup_alpha if config.mixup else None,
                         mixup_prob=float(config.mixup_prob), data_rate=spec.sample_rate,
-                        model_rate=model_cfg.sample_rate, strong_weight=strong, step_seconds=step_seconds),
+                        model_rate=model_cfg.sample_rate, strong_weight=strong, step_seconds=step_seconds,
+                        trainable_head=tuple(getattr(module, "HEAD", ())) if config.trainable == "head" else None),
         in_shardings=(state_sh, sharding.batch_sharding(mesh), repl), out_shardings=(state_sh, repl),
         donate_argnums=(0,))
     evaluator = evaluator_lib.Evaluator(config, model_cfg, graphdef, mesh, (state_sh.params, state_sh.rest),
