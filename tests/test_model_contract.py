@@ -97,6 +97,7 @@ _BRANCHES = re.compile(r"isinstance\([^)]*\b(HTSAT|AST|HTSATConfig|ASTConfig)\b|
                        r"\bmodel_(type|name)\s*[!=]=\s*['\"]|['\"](ast|htsat)['\"]\s*[!=]=|[!=]=\s*['\"](ast|htsat)['\"]|"
                        r"\bin\s*\(\s*['\"](ast|htsat)['\"]")
 _MODEL_OWNED = ("htsat_jax/models/htsat.py", "htsat_jax/models/htsat_windows.py", "htsat_jax/models/ast.py",
+                "htsat_jax/models/yamnet.py", "htsat_jax/models/yamnet_frontend.py", "htsat_jax/models/lean.py",
                 "htsat_jax/models/swin.py", "htsat_jax/models/frontend.py", "htsat_jax/models/kaldi_fbank.py")
 
 

@@ -52,10 +52,8 @@ def make_tagger(args):
     if args.checkpoint:
         return AudioTagger.from_checkpoint(args.checkpoint, batch_size=batch)
     module = models.get(args.model)
-    fields = dict(module.VARIANTS[args.variant])
-    if args.model == "htsat":
-        fields["num_classes"] = 527
-    model = checkpoint.build_model(module.Config(**fields), seed=0)
+    # The model's own defaults (the papers' class counts: 527 for HTS-AT, 521 YAMNet, ...) at that size.
+    model = checkpoint.build_model(module.Config(**module.VARIANTS[args.variant]), seed=0)
     return AudioTagger(model, batch_size=batch)
 
 

@@ -1,6 +1,6 @@
 r"""Weak labels vs weak + strong labels at the same budget, on synthetic scenes with exact onsets.
 
-    python tools/strong_vs_weak.py --model htsat --steps 100      # tiny HTS-AT (README figures)
+    python tools/strong_vs_weak.py --model htsat --steps 100 --model_field 'depths=(1,1,1,1)'   # README figures
     python tools/strong_vs_weak.py --model tiny_cnn --steps 150   # the test's model (tests/tiny_cnn.py)
 
 Generates synthetic_events with 128 / 32 / 32 scenes, trains the same model twice from the same seed
@@ -23,7 +23,8 @@ for p in (_REPO, _REPO / "tests"):
         sys.path.insert(0, str(p))
 
 
-def compare(model: str, steps: int, weight: float, data_dir: str, workdir: str) -> dict[str, dict[str, float]]:
+def compare(model: str, steps: int, weight: float, data_dir: str, workdir: str,
+            model_fields: dict | None = None) -> dict[str, dict[str, float]]:
     from configs import common
     from htsat_jax import models
     from htsat_jax.data.synthetic_dataset import SyntheticEvents, SyntheticEventsConfig
@@ -45,9 +46,7 @@ def compare(model: str, steps: int, weight: float, data_dir: str, workdir: str) 
                       strong_label_weight=w))
         c.optim.warmup_factors = (1.0, 1.0, 1.0)
         c.model_name = model
-        c.model = common.model(model, "tiny", num_classes=10)
-        if model == "htsat":
-            c.model.depths = (1, 1, 1, 1)
+        c.model = common.model(model, "tiny", num_classes=10, **(model_fields or {}))
         results = train.train_and_evaluate(c, os.path.join(workdir, name))
         out[name] = {k: float(results["test"][k]) for k in ("mAP", "event_f1", "psds1", "psds2")}
     return out
@@ -59,9 +58,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--strong_label_weight", type=float, default=1.0)
     p.add_argument("--workdir", default=None, help="where data and runs go (default: a temporary folder)")
+    p.add_argument("--model_field", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the model's tiny variant (a Python literal), e.g. 'depths=(1,1,1,1)'")
     args = p.parse_args(argv)
+    import ast
+    fields = {}
+    for item in args.model_field:
+        key, _, value = item.partition("=")
+        fields[key.strip()] = ast.literal_eval(value.strip())
     workdir = args.workdir or tempfile.mkdtemp(prefix="strong_vs_weak_")
-    scores = compare(args.model, args.steps, args.strong_label_weight, os.path.join(workdir, "data"), workdir)
+    scores = compare(args.model, args.steps, args.strong_label_weight, os.path.join(workdir, "data"), workdir, fields)
     print(f"{args.model}, {args.steps} steps x 8 clips, synthetic scenes 128 / 32 / 32 (test):")
     for name, s in scores.items():
         print(f"  {name:6}  mAP {s['mAP']:.3f}  event F1 {s['event_f1']:.3f}  PSDS1 {s['psds1']:.3f}  "
