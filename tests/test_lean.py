@@ -89,6 +89,7 @@ def test_default_shapes_and_attention():
     np.testing.assert_allclose(np.asarray(out["framewise_output"])[:, 0], p, rtol=1e-6)
 
 
+@pytest.mark.integration  # builds and differentiates whole models: minutes in all
 def test_lstm_init_follows_keras_and_unrolled_loop_matches_the_scan():
     model = models.build(tiny_config(), seed=0)
     cell = model.wave.lstm1.forward_rnn.cell
@@ -124,6 +125,7 @@ SWITCHES = [
 ]
 
 
+@pytest.mark.integration  # builds and differentiates whole models: minutes in all
 @pytest.mark.parametrize("fields", SWITCHES, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "tiny")
 def test_each_switch_builds_trains_and_runs(fields):
     config = tiny_config(**fields)
@@ -225,6 +227,7 @@ def test_long_audio_is_the_mean_over_its_chunks():
     np.testing.assert_allclose(frames[:, 1], np.asarray((one[0] + one[1]) / 2), atol=1e-6)
 
 
+@pytest.mark.integration  # builds and differentiates whole models: minutes in all
 @pytest.mark.parametrize("policy", lean.CHUNK_POLICIES)
 def test_padded_rows_with_num_samples_equal_the_unpadded_audio(policy):
     model = models.build(tiny_config(chunk_policy=policy), seed=0)
