@@ -73,6 +73,8 @@ def test_a_third_model_trains_exports_tags_files_and_averages(registered, synthe
     assert analysis.seconds_per_frame == 0.25 and analysis.framewise.shape == (50, 10)  # 12.5 s on a 0.25 s grid
     emb = tagger.embed(wave, rate)
     assert emb["clip"].shape == (16,) and emb["frames"].shape[1] == 16
+    # Equal windows are equal objects: analyse and embed reuse one compiled window program.
+    assert tagger.windows() == tagger.windows() and len(tagger._window_programs) == 1
 
     # Averaging its work directory (tools/average_checkpoints.py) gives a model directory of the same model.
     spec = importlib.util.spec_from_file_location("average_checkpoints", REPO / "tools" / "average_checkpoints.py")

@@ -93,7 +93,7 @@ def infer(model: Model, waveform):
 
 
 def windows(config: Config, window_s: float = 10.0, hop_s: float = 5.0):
-    return windowing.PlainWindows(lambda m, x: infer(m, x), sample_rate=config.sample_rate, window_s=window_s,
+    return windowing.PlainWindows(infer, sample_rate=config.sample_rate, window_s=window_s,
                                   hop_s=hop_s, seconds_per_step=frame_seconds(config, 0),
                                   min_samples=input_limits(config)[0])
 

@@ -44,6 +44,17 @@ class Windows:
         """Spacing of the stitched frame grid."""
         return self.frame_hop / self.sample_rate
 
+    def _key(self) -> tuple:
+        """What makes two windows the same (subclasses extend it): equal windows share the tagger's
+        compiled program instead of compiling it again for every call."""
+        return (self.sample_rate, self.window, self.hop, self.frame_hop, self.min_samples)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
     def num_frames(self, num_samples: int) -> int:
         """Frames of the grid for ``num_samples`` samples."""
         return max(1, math.ceil(num_samples / self.frame_hop))
@@ -116,6 +127,9 @@ class PlainWindows(Windows):
         if self.window < self.min_samples:
             raise ValueError(f"window_s={window_s} is shorter than the model needs "
                              f"({self.min_samples / sample_rate:g} s)")
+
+    def _key(self) -> tuple:
+        return (self._infer, *super()._key())
 
     def prepare(self, segment: np.ndarray) -> dict[str, np.ndarray]:
         buffer = np.zeros(self.window, np.float32)

@@ -317,12 +317,6 @@ class PatchWindows(windowing.Windows):
     def _key(self):
         return (self.config, self.window, self.hop)
 
-    def __eq__(self, other):  # equal windows share the tagger's compiled program
-        return isinstance(other, PatchWindows) and self._key() == other._key()
-
-    def __hash__(self):
-        return hash(self._key())
-
     def prepare(self, segment: np.ndarray) -> dict[str, np.ndarray]:
         buffer = np.zeros(self.buffer, np.float32)
         buffer[:segment.shape[0]] = segment
