@@ -12,11 +12,32 @@ Packages follow the data flow: ``data`` (pipelines, decoding, synthetic scenes) 
 windowing, events, predict, export); ``convert`` reads released checkpoints.
 """
 
-from htsat_jax import models
-from htsat_jax.convert import CheckpointError, load_torch_checkpoint
-from htsat_jax.inference.tagger import AudioInputError, AudioTagger
-from htsat_jax.models.ast import AST, ASTConfig
-from htsat_jax.models.htsat import HTSAT, HTSATConfig
+import importlib
+
+# Resolved on first use, so that ``import htsat_jax.utils.host_memory`` (which entry points run
+# before anything else, see there) does not import jax.
+_LAZY = {
+    "models": ("htsat_jax.models", None),
+    "CheckpointError": ("htsat_jax.convert", "CheckpointError"),
+    "load_torch_checkpoint": ("htsat_jax.convert", "load_torch_checkpoint"),
+    "AudioInputError": ("htsat_jax.inference.tagger", "AudioInputError"),
+    "AudioTagger": ("htsat_jax.inference.tagger", "AudioTagger"),
+    "AST": ("htsat_jax.models.ast", "AST"),
+    "ASTConfig": ("htsat_jax.models.ast", "ASTConfig"),
+    "HTSAT": ("htsat_jax.models.htsat", "HTSAT"),
+    "HTSATConfig": ("htsat_jax.models.htsat", "HTSATConfig"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'htsat_jax' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["AST", "ASTConfig", "AudioTagger", "AudioInputError", "CheckpointError", "HTSAT", "HTSATConfig",
            "load_torch_checkpoint", "models"]

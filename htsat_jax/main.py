@@ -76,6 +76,15 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry: restart once with the host-memory settings (huge pages for XLA's step
+    buffers, the memory-lean CPU scheduler; ``htsat_jax/utils/host_memory.py``), then train."""
+    from htsat_jax.utils import host_memory
+
+    host_memory.reexec_with_host_settings()
     flags.mark_flags_as_required(["config"])
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -12,12 +12,15 @@ Each figure is compared with what one accelerator consumes. That consumption rat
 ASSUMPTION until the trainer benchmark measures it: the default, 1000 clips/s (about 7.8
 train steps/s at batch 128), is a rough estimate for the full HTS-AT model (~31 M
 parameters, 256x256 input) on one current datacenter GPU. Override it with
-``--consume_clips_per_s``.
+``--consume_clips_per_s`` (tools/accelerator_check.sh passes the train step it measured).
+
+``--jsonl PATH`` appends one JSON object per (workers, threads) row as soon as it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -74,8 +77,8 @@ def raw_source_rate(args, builder_config: str | None, data_dir: str) -> float:
 
 
 def measure(args, builder_config: str | None, data_dir: str, num_threads: int,
-            num_workers: int) -> tuple[float, float, int]:
-    """Returns (seconds to the first batch, clips/s over the timed batches, bytes per clip)."""
+            num_workers: int) -> tuple[float, float, int, str]:
+    """Returns (seconds to the first batch, clips/s over the timed batches, bytes per clip, sample dtype)."""
     from htsat_jax.data import pipeline as input_pipeline
 
     start = time.perf_counter()
@@ -95,7 +98,7 @@ def measure(args, builder_config: str | None, data_dir: str, num_threads: int,
     rate = clips / (time.perf_counter() - start)
     if hasattr(iterator, "close"):
         iterator.close()
-    return first, rate, batch["waveform"][0].nbytes
+    return first, rate, batch["waveform"][0].nbytes, batch["waveform"].dtype.name
 
 
 def main(argv=None) -> None:
@@ -119,6 +122,8 @@ def main(argv=None) -> None:
     parser.add_argument("--consume_clips_per_s", type=float, default=ASSUMED_CONSUME_CLIPS_PER_S,
                         help="clips/s one accelerator trains on at batch 128 (ASSUMED by default; "
                              "replace with the trainer benchmark's figure)")
+    parser.add_argument("--jsonl", default=None, metavar="PATH",
+                        help="append one JSON object per result row to PATH (printed output unchanged)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_input_") as tmp:
@@ -140,8 +145,9 @@ def main(argv=None) -> None:
         print(f"accelerator consumption: {args.consume_clips_per_s:.0f} clips/s "
               f"({args.consume_clips_per_s / 128:.1f} steps/s at batch 128)"
               + (" [ASSUMED]" if args.consume_clips_per_s == ASSUMED_CONSUME_CLIPS_PER_S else ""))
+        source_rate = raw_source_rate(args, builder_config, data_dir)
         print(f"baseline: sequential source[i] (read + decompress + parse), no pipeline: "
-              f"{raw_source_rate(args, builder_config, data_dir):.0f} records/s")
+              f"{source_rate:.0f} records/s")
         print(f"{'workers':>7} {'threads':>7} {'first batch s':>13} {'clips/s':>8} "
               f"{'range':>11} {'MB/s':>6} {'x accelerator':>13}")
         for num_workers in args.workers:
@@ -153,6 +159,18 @@ def main(argv=None) -> None:
                 print(f"{num_workers:>7} {num_threads:>7} {first:>13.2f} {rate:>8.0f} "
                       f"{f'{rates[0]:.0f}-{rates[-1]:.0f}':>11} {rate * clip_bytes / 1e6:>6.0f} "
                       f"{rate / args.consume_clips_per_s:>13.2f}", flush=True)
+                if args.jsonl:
+                    row = {"tool": "bench_input", "measurement": "input pipeline",
+                           "model": f"{args.dataset}/{builder_config or 'default'}", "batch": args.batch_size,
+                           "dtype": runs[0][3], "clip_bytes": clip_bytes, "workers": num_workers,
+                           "threads": num_threads, "first_batch_s": first, "clips_per_s": rate,
+                           "clips_per_s_range": [rates[0], rates[-1]], "ms": 1000 * args.batch_size / rate,
+                           "MB_per_s": rate * clip_bytes / 1e6, "source_records_per_s": source_rate,
+                           "consume_clips_per_s": args.consume_clips_per_s,
+                           "consume_assumed": args.consume_clips_per_s == ASSUMED_CONSUME_CLIPS_PER_S,
+                           "x_accelerator": rate / args.consume_clips_per_s, "host_cpus": os.cpu_count()}
+                    with open(args.jsonl, "a") as f:
+                        f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":  # grain worker processes re-import __main__

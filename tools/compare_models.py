@@ -20,12 +20,17 @@ Both models get the same batch of random 10 s clips (int16 PCM, each at its mode
 Models: HTS-AT = the paper's model (Swin-T widths, 4 stages, window 8, 256x256 input);
 AST = the paper's best AudioSet model (DeiT-base, 16x16 patches with stride 10 on 1024x128 fbanks,
 1212 patches + 2 tokens).
+
+``--variant tiny --seconds 1`` runs the same measurements on the registered tiny variants and short
+clips (a quick check of the tool itself). ``--jsonl PATH`` appends one JSON object per model row
+as soon as it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import resource
@@ -61,10 +66,10 @@ class Row:
     max_batch: int | None
 
 
-def model_config(name: str):
-    """A registered model's ``base`` variant (the papers' configurations), 527 classes."""
+def model_config(name: str, variant: str = "base"):
+    """A registered model's ``variant`` (``base``: the papers' configurations), 527 classes."""
     module = models.get(name)
-    fields = {**module.Config().to_dict(), **module.VARIANTS["base"], "num_classes": NUM_CLASSES}
+    fields = {**module.Config().to_dict(), **module.VARIANTS[variant], "num_classes": NUM_CLASSES}
     return models.config_from_dict(fields, name=name)
 
 
@@ -100,9 +105,10 @@ def step_flops(compiled) -> float | None:
 class Bench:
     """One model: its train state on the mesh, the jitted step and forward, abstract inputs."""
 
-    def __init__(self, name: str, dtype: str, seed: int = 0):
-        self.name, self.dtype = name, dtype
-        self.cfg = model_config(name)
+    def __init__(self, name: str, dtype: str, seed: int = 0, variant: str = "base",
+                 seconds: float = CLIP_SECONDS):
+        self.name, self.dtype, self.seconds = name, dtype, seconds
+        self.cfg = model_config(name, variant)
         self.mesh = sharding.make_mesh(-1, 1)
         self.rate = self.cfg.sample_rate
         # The HTS-AT recipe's optimiser for every model (AdamW 1e-3, weight decay 0.05, clip 1.0).
@@ -127,7 +133,7 @@ class Bench:
         self.forward = jax.jit(forward, in_shardings=(state_sh, self.batch_sh), out_shardings=self.repl)
 
     def batch(self, n: int, abstract: bool = False) -> dict:
-        shapes = {"waveform": ((n, int(CLIP_SECONDS * self.rate)), np.int16),
+        shapes = {"waveform": ((n, int(self.seconds * self.rate)), np.int16),
                   "target": ((n, NUM_CLASSES), np.float32)}
         if abstract:
             return {k: jax.ShapeDtypeStruct(s, d, sharding=self.batch_sh) for k, (s, d) in shapes.items()}
@@ -180,8 +186,9 @@ def largest_batch(bench: Bench, compiled_at_b, b: int, limit: int) -> tuple[int,
     return max(n // ndev * ndev, 0), per_clip
 
 
-def run_one(name: str, batch: int, dtype: str, steps: int, limit: int, search: bool, verify: bool) -> Row:
-    bench = Bench(name, dtype)
+def run_one(name: str, batch: int, dtype: str, steps: int, limit: int, search: bool, verify: bool,
+            variant: str = "base", seconds: float = CLIP_SECONDS) -> Row:
+    bench = Bench(name, dtype, variant=variant, seconds=seconds)
     fwd_compile, fwd_rate = bench.time_forward(batch, steps)
     train_compile, train_rate, compiled = bench.time_train(batch, steps)
     max_batch = None
@@ -223,17 +230,31 @@ def main(argv: list[str] | None = None) -> list[Row]:
                    help="memory budget for the largest-batch search on CPU (default: the machine's RAM)")
     p.add_argument("--no_max_batch", action="store_true", help="skip the largest-batch search (one compile less)")
     p.add_argument("--verify_max_batch", action="store_true", help="run one step at the largest batch found")
+    p.add_argument("--variant", default="base", help="registered variant of every model (tiny: a quick check)")
+    p.add_argument("--seconds", type=float, default=CLIP_SECONDS, help="clip length")
+    p.add_argument("--jsonl", default=None, metavar="PATH",
+                   help="append one JSON object per model row to PATH (printed output unchanged)")
     args = p.parse_args(argv)
+    for name in args.models:
+        if args.variant not in models.get(name).VARIANTS:
+            p.error(f"model {name} has no variant {args.variant!r} ({', '.join(models.get(name).VARIANTS)})")
 
     dev = jax.devices()[0]
     limit = device_memory_limit(args.memory_gib)
     print(f"backend {jax.default_backend()}: {jax.device_count()} x {dev.device_kind}; host {platform.node()} "
           f"({os.cpu_count()} CPUs); memory budget {limit / 2**30:.1f} GiB per device; jax {jax.__version__}")
+    backend = f"{jax.default_backend()}: {jax.device_count()} x {dev.device_kind}"
     rows = []
     for name in args.models:
         t0 = time.perf_counter()
         rows.append(run_one(name, args.batch, args.dtype, args.steps, limit, not args.no_max_batch,
-                            args.verify_max_batch))
+                            args.verify_max_batch, args.variant, args.seconds))
+        if args.jsonl:
+            with open(args.jsonl, "a") as f:
+                f.write(json.dumps({"tool": "compare_models", "measurement": "compare", **dataclasses.asdict(rows[-1]),
+                                    "variant": args.variant, "seconds": args.seconds, "backend": backend,
+                                    "peak_note": "allocator peak so far in this process (all models before)"})
+                        + "\n")
         print(f"{name}: done in {time.perf_counter() - t0:.0f} s (peak RSS "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB)", flush=True)
     print_table(rows)

@@ -56,6 +56,9 @@ class HTSATConfig:
     loss_type: str = "clip_bce"
     frontend: frontend_lib.FrontendConfig = frontend_lib.AUDIOSET_FRONTEND
     spec_augment: SpecAugmentConfig = SpecAugmentConfig()
+    # How window attention runs (swin.ATTENTION_IMPLS): the same numbers, chosen for speed on the
+    # backend; not part of the architecture (weights move freely between settings).
+    attention: str = "auto"
 
     def __post_init__(self):
         # Accept lists (from JSON / ml_collections) and nested dicts, store hashable tuples.
@@ -71,6 +74,8 @@ class HTSATConfig:
         problems = []
         if len(self.depths) != len(self.num_heads):
             problems.append(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+        if self.attention not in swin.ATTENTION_IMPLS:
+            problems.append(f"attention {self.attention!r} is not one of {swin.ATTENTION_IMPLS}")
         if self.loss_type not in LOSS_TYPES:
             problems.append(f"loss_type {self.loss_type!r} is not one of {LOSS_TYPES}")
         if self.spec_size % self.frontend.n_mels:
@@ -265,7 +270,7 @@ class HTSAT(nnx.Module):
                 c.embed_dim * 2**i, (res, res), depth, heads, c.window_size,
                 drop_path_rates=rates[sum(c.depths[:i]):sum(c.depths[:i + 1])],
                 downsample=i < len(c.depths) - 1, mlp_ratio=c.mlp_ratio, drop=c.drop_rate,
-                attn_drop=c.attn_drop_rate, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+                attn_drop=c.attn_drop_rate, attention=c.attention, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
             ))
         self.layers = nnx.List(layers)
         self.norm = swin.layer_norm(c.num_features, dtype, param_dtype, rngs)
@@ -294,6 +299,11 @@ class HTSAT(nnx.Module):
             x = layer(x, keys[i], capture, f"layer{i}")
             if capture is not None:
                 capture[f"layer{i}_out"] = x
+        return self.head(x, capture=capture)
+
+    def head(self, x: jax.Array, capture: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
+        """Final LayerNorm and the token-semantic head on the last stage's ``(B, G, G, C)`` map."""
+        c = self.config
         x = self.norm(x)  # (B, G, G, C), G = final_grid
         if capture is not None:
             capture["after_final_norm"] = x

@@ -128,6 +128,123 @@ def effective_window_and_shift(resolution: tuple[int, int], window: int, shift: 
 # ----------------------------------------------------------------------------- layers
 
 
+# How window attention is computed (same numbers, different speed; see BENCHMARKS.md "Profile"):
+#   "plain"    all windows' logits at once, one batched matmul per product (XLA on any backend);
+#   "chunked"  windows in groups inside a loop, so one group's logits (CHUNK_LOGITS_BYTES) stay in
+#              cache between the two products, bias and softmax, with a backward that recomputes them
+#              per group; on CPU the plain path is memory-bound on the (batch*windows*heads, 64, 64)
+#              logits of the early stages. Stages whose single window's logits exceed the cache run
+#              plain (nothing to gain);
+#   "fused"    jax.nn.dot_product_attention (cuDNN's fused kernel on GPU when the dtype allows,
+#              XLA elsewhere); the shifted-window mask and the position bias go in as one bias;
+#   "auto"     chunked on CPU, fused on GPU, plain on TPU (XLA fuses it well there).
+ATTENTION_IMPLS = ("auto", "plain", "chunked", "fused")
+# Per-group logits budget of the chunked path: half of this CPU's 1 MiB of L2, the largest group
+# that still measured at full speed (BENCHMARKS.md).
+CHUNK_LOGITS_BYTES = 1 << 20
+
+
+def resolve_attention(impl: str, backend: str | None = None) -> str:
+    """The concrete implementation ``impl`` stands for on ``backend`` (default: JAX's default backend)."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    backend = backend or jax.default_backend()
+    return {"cpu": "chunked", "gpu": "fused", "cuda": "fused", "rocm": "fused"}.get(backend, "plain")
+
+
+def attention_groups(batch: int, windows: int, heads: int, n: int, itemsize: int = 4,
+                     budget: int = CHUNK_LOGITS_BYTES) -> int:
+    """How many groups the chunked path splits ``windows`` into: the fewest (a divisor of
+    ``windows``) whose ``(batch, windows/groups, heads, n, n)`` logits fit in ``budget`` bytes."""
+    per_window = batch * heads * n * n * itemsize
+    for groups in range(1, windows + 1):
+        if windows % groups == 0 and per_window * windows // groups <= budget:
+            return groups
+    return windows
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
+    """Softmax attention ``(..., heads, N, d)`` x3 + ``bias (..., heads, N, N)`` -> ``(..., N, heads, d)``.
+
+    ``q`` is already scaled. Logits and softmax are float32 whatever the compute dtype
+    (bfloat16 logits lose the -100 mask and the small position biases).
+    """
+    acc = jnp.promote_types(q.dtype, jnp.float32)  # float64 stays float64 (parity runs)
+    logits = jnp.einsum("...hqd,...hkd->...hqk", q, k, preferred_element_type=acc)
+    probs = jax.nn.softmax(logits + bias.astype(acc), axis=-1).astype(v.dtype)
+    return jnp.einsum("...hqk,...hkd->...qhd", probs, v)
+
+
+def _group_qkv(x: jax.Array, kernel: jax.Array, qkv_bias: jax.Array, scale: float):
+    """``x (B, per, N, C)``, ``kernel (C, 3, heads, d)``, ``qkv_bias (3, heads, 1, d)`` -> q (scaled), k, v
+    each ``(B, per, heads, N, d)``."""
+    qkv = jnp.einsum("bwnc,cthd->tbwhnd", x, kernel) + qkv_bias[:, None, None]
+    return qkv[0] * jnp.asarray(scale, qkv.dtype), qkv[1], qkv[2]
+
+
+def _group_probs(q: jax.Array, k: jax.Array, bias: jax.Array) -> jax.Array:
+    acc = jnp.promote_types(q.dtype, jnp.float32)
+    logits = jnp.einsum("bwhqd,bwhkd->bwhqk", q, k, preferred_element_type=acc)
+    return jax.nn.softmax(logits + bias.astype(acc), axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def grouped_window_attention(xs: jax.Array, kernel: jax.Array, qkv_bias: jax.Array, bias: jax.Array,
+                             scale: float) -> jax.Array:
+    """qkv projection + attention for groups of windows, one group per loop iteration.
+
+    ``xs (G, B, per, N, C)``, ``kernel (C, 3, heads, d)``, ``qkv_bias (3, heads, 1, d)``,
+    ``bias (G, per, heads, N, N)`` -> ``(G, B, per, N, heads, d)``. The backward recomputes each
+    group's probabilities instead of storing them (flash-attention style): the logits of a group
+    are produced, used and dropped while they are in cache, in both directions, and the
+    ``(B, nW, heads, N, N)`` probabilities are never kept for the backward pass.
+    """
+    def body(_, args):
+        x, group_bias = args
+        q, k, v = _group_qkv(x, kernel, qkv_bias, scale)
+        probs = _group_probs(q, k, group_bias).astype(v.dtype)
+        return None, jnp.einsum("bwhqk,bwhkd->bwqhd", probs, v)
+
+    return jax.lax.scan(body, None, (xs, bias))[1]
+
+
+def _grouped_fwd(xs, kernel, qkv_bias, bias, scale):
+    return grouped_window_attention(xs, kernel, qkv_bias, bias, scale), (xs, kernel, qkv_bias, bias)
+
+
+def _grouped_bwd(scale, residuals, d_out):
+    xs, kernel, qkv_bias, bias = residuals
+    acc = jnp.promote_types(kernel.dtype, jnp.float32)  # parameter gradients summed over groups in float32
+
+    def body(carry, args):
+        d_kernel, d_qkv_bias = carry
+        x, group_bias, do = args
+        q, k, v = _group_qkv(x, kernel, qkv_bias, scale)
+        probs = _group_probs(q, k, group_bias)  # (B, per, heads, N, N), float32
+        do = jnp.swapaxes(do, 2, 3)  # (B, per, heads, N, d)
+        dv = jnp.einsum("bwhqk,bwhqd->bwhkd", probs.astype(do.dtype), do)
+        dp = jnp.einsum("bwhqd,bwhkd->bwhqk", do, v, preferred_element_type=probs.dtype)
+        d_logits = probs * (dp - jnp.sum(dp * probs, axis=-1, keepdims=True))  # softmax backward
+        d_bias = jnp.sum(d_logits, axis=0)  # the bias is shared by every clip
+        d_logits = d_logits.astype(q.dtype)
+        dq = jnp.einsum("bwhqk,bwhkd->bwhqd", d_logits, k) * jnp.asarray(scale, q.dtype)
+        dk = jnp.einsum("bwhqk,bwhqd->bwhkd", d_logits, q)
+        d_qkv = jnp.stack([dq, dk, dv])  # (3, B, per, heads, N, d)
+        d_kernel = d_kernel + jnp.einsum("bwnc,tbwhnd->cthd", x, d_qkv, preferred_element_type=acc)
+        d_qkv_bias = d_qkv_bias + jnp.sum(d_qkv.astype(acc), axis=(1, 2, 4))[:, :, None, :]
+        dx = jnp.einsum("tbwhnd,cthd->bwnc", d_qkv, kernel)
+        return (d_kernel, d_qkv_bias), (dx, d_bias.astype(bias.dtype))
+
+    init = (jnp.zeros(kernel.shape, acc), jnp.zeros(qkv_bias.shape, acc))
+    (d_kernel, d_qkv_bias), (d_xs, d_bias) = jax.lax.scan(body, init, (xs, bias, d_out))
+    return d_xs, d_kernel.astype(kernel.dtype), d_qkv_bias.astype(qkv_bias.dtype), d_bias
+
+
+grouped_window_attention.defvjp(_grouped_fwd, _grouped_bwd)
+
+
 class WindowAttention(nnx.Module):
     """Multi-head self-attention inside windows with a learned relative position bias."""
 
@@ -139,14 +256,17 @@ class WindowAttention(nnx.Module):
         *,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        attention: str = "auto",
         dtype: Dtype = None,
         param_dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        resolve_attention(attention)  # fail at build time on a bad name
         self.dim, self.num_heads, self.window = dim, num_heads, window
         self.attn_drop, self.proj_drop = attn_drop, proj_drop
+        self.attention = attention
         self.dtype = dtype
         dense = dict(kernel_init=linear_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         # q, k, v stay fused with the official layout: output rows [q | k | v], head-major inside each.
@@ -156,23 +276,76 @@ class WindowAttention(nnx.Module):
             linear_init(rngs.params(), ((2 * window - 1) ** 2, num_heads), param_dtype)
         )
 
+    def bias(self, mask: np.ndarray | None) -> jax.Array:
+        """Position bias plus shifted-window mask, summed once: ``(nW or 1, heads, N, N)``, float32
+        (float64 with float64 parameters)."""
+        table = self.relative_position_bias_table[...]
+        table = table.astype(jnp.promote_types(table.dtype, jnp.float32))
+        bias = jnp.transpose(table[relative_position_index(self.window)], (2, 0, 1))[None]  # (1, heads, N, N)
+        if mask is not None:
+            bias = bias + jnp.asarray(mask, table.dtype)[:, None]
+        return bias
+
+    def project_qkv(self, windows: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(..., N, C)`` -> q (scaled), k, v each ``(..., heads, N, head_dim)``.
+
+        One matmul against the fused kernel viewed as ``(C, 3, heads, head_dim)`` writes the three
+        head-major tensors directly: no slicing of a fused output, so the backward has no
+        pad/concatenate of the q, k, v gradients.
+        """
+        c, h = self.dim, self.num_heads
+        kernel = self.qkv.kernel[...].reshape(c, 3, h, c // h)
+        bias = self.qkv.bias[...].reshape(3, h, 1, c // h)
+        x, kernel, bias = nnx.nn.dtypes.promote_dtype((windows, kernel, bias), dtype=self.dtype)
+        qkv = jnp.einsum("...nc,cthd->t...hnd", x, kernel) + bias.reshape((3,) + (1,) * (x.ndim - 2) + bias.shape[1:])
+        # Scaled before the product, as the official code does.
+        return qkv[0] * jnp.asarray((c // h) ** -0.5, qkv.dtype), qkv[1], qkv[2]
+
     def __call__(self, windows: jax.Array, mask: np.ndarray | None, key: jax.Array | None = None) -> jax.Array:
         """``(B, nW, N, C)`` -> ``(B, nW, N, C)``; ``mask`` is ``(nW, N, N)`` or None."""
         b, nw, n, c = windows.shape
-        head_dim = c // self.num_heads
-        qkv = self.qkv(windows).reshape(b, nw, n, 3, self.num_heads, head_dim)
-        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]  # (B, nW, N, heads, hd)
-        q = q * head_dim**-0.5  # scaled before the product, as the official code does
-        logits = jnp.einsum("bwqhd,bwkhd->bwhqk", q, k)
-        table = self.relative_position_bias_table[...]
-        bias = table[relative_position_index(self.window)]  # (N, N, heads)
-        logits = logits + jnp.transpose(bias, (2, 0, 1)).astype(logits.dtype)
-        if mask is not None:
-            logits = logits + jnp.asarray(mask, logits.dtype)[None, :, None]
         attn_key, proj_key = _split(key, 2)
-        probs = dropout(jax.nn.softmax(logits, axis=-1), self.attn_drop, attn_key)
-        out = jnp.einsum("bwhqk,bwkhd->bwqhd", probs, v).reshape(b, nw, n, c)
-        return dropout(self.proj(out), self.proj_drop, proj_key)
+        impl = resolve_attention(self.attention)
+        bias = self.bias(mask)
+        if self.attn_drop and attn_key is not None:
+            impl = "plain"  # attention dropout needs the whole probability tensor
+        if impl == "chunked":
+            out = self._chunked(windows, bias)
+        elif impl == "fused":
+            q, k, v = self.project_qkv(windows.reshape(b * nw, n, c))
+            heads_last = lambda t: jnp.swapaxes(t, 1, 2)  # (B*nW, N, heads, d)
+            # (1, heads, N, N) broadcasts inside the kernel; a per-window mask must be spelled out per clip.
+            full_bias = bias if bias.shape[0] == 1 else jnp.broadcast_to(bias, (b,) + bias.shape).reshape(
+                b * nw, *bias.shape[1:])
+            out = jax.nn.dot_product_attention(heads_last(q), heads_last(k), heads_last(v),
+                                               bias=full_bias.astype(q.dtype), scale=1.0)
+        else:
+            q, k, v = self.project_qkv(windows)  # (B, nW, heads, N, d)
+            if self.attn_drop and attn_key is not None:
+                acc = jnp.promote_types(q.dtype, jnp.float32)
+                logits = jnp.einsum("...hqd,...hkd->...hqk", q, k, preferred_element_type=acc)
+                probs = dropout(jax.nn.softmax(logits + bias.astype(acc), axis=-1), self.attn_drop, attn_key)
+                out = jnp.einsum("...hqk,...hkd->...qhd", probs.astype(v.dtype), v)
+            else:
+                out = _attend(q, k, v, bias)
+        return dropout(self.proj(out.reshape(b, nw, n, c)), self.proj_drop, proj_key)
+
+    def _chunked(self, windows: jax.Array, bias: jax.Array) -> jax.Array:
+        """The plain computation, one group of windows per loop iteration (see ATTENTION_IMPLS)."""
+        b, nw, n, c = windows.shape
+        groups = attention_groups(b, nw, self.num_heads, n)
+        if groups == 1 or b * self.num_heads * n * n * 4 > 2 * CHUNK_LOGITS_BYTES:
+            # One group holds everything, or even one window's logits overflow the cache (the
+            # paper model's stages 2-3 at batch 8): the loop would only add a recomputed projection.
+            return _attend(*self.project_qkv(windows), bias)
+        per, h = nw // groups, self.num_heads
+        xs = jnp.moveaxis(windows.reshape(b, groups, per, n, c), 1, 0)  # (groups, B, per, N, C)
+        bias = jnp.broadcast_to(bias, (nw,) + bias.shape[1:]).reshape(groups, per, *bias.shape[1:])
+        kernel = self.qkv.kernel[...].reshape(c, 3, h, c // h)
+        qkv_bias = self.qkv.bias[...].reshape(3, h, 1, c // h)
+        xs, kernel, qkv_bias = nnx.nn.dtypes.promote_dtype((xs, kernel, qkv_bias), dtype=self.dtype)
+        out = grouped_window_attention(xs, kernel, qkv_bias, bias, (c // h) ** -0.5)  # (groups, B, per, N, h, d)
+        return jnp.moveaxis(out, 0, 1).reshape(b, nw, n, h, c // h)
 
 
 class Mlp(nnx.Module):
@@ -209,6 +382,7 @@ class SwinBlock(nnx.Module):
         drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path_rate: float = 0.0,
+        attention: str = "auto",
         dtype: Dtype = None,
         param_dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs,
@@ -220,7 +394,7 @@ class SwinBlock(nnx.Module):
         self.drop_path_rate = drop_path_rate
         self.norm1 = layer_norm(dim, dtype, param_dtype, rngs)
         self.attn = WindowAttention(
-            dim, num_heads, self.window, attn_drop=attn_drop, proj_drop=drop,
+            dim, num_heads, self.window, attn_drop=attn_drop, proj_drop=drop, attention=attention,
             dtype=dtype, param_dtype=param_dtype, rngs=rngs,
         )
         self.norm2 = layer_norm(dim, dtype, param_dtype, rngs)
@@ -231,12 +405,10 @@ class SwinBlock(nnx.Module):
             return None
         return shifted_window_mask(*self.resolution, self.window, self.shift)
 
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``key`` enables dropout / drop-path (training)."""
+    def attention_branch(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """LayerNorm, (shifted) window attention, drop-path: the first residual branch, ``(B, H, W, C)``."""
         h, w = x.shape[1:3]
-        if (h, w) != self.resolution:
-            raise ValueError(f"SwinBlock built for {self.resolution} got a {(h, w)} feature map")
-        attn_key, mlp_key, dp1, dp2 = _split(key, 4)
+        attn_key, dp_key = _split(key, 2)
         y = self.norm1(x)
         if self.shift:
             y = jnp.roll(y, (-self.shift, -self.shift), axis=(1, 2))
@@ -244,8 +416,21 @@ class SwinBlock(nnx.Module):
                            self.window, h, w)
         if self.shift:
             y = jnp.roll(y, (self.shift, self.shift), axis=(1, 2))
-        x = x + drop_path(y, self.drop_path_rate, dp1)
-        return x + drop_path(self.mlp(self.norm2(x), mlp_key), self.drop_path_rate, dp2)
+        return drop_path(y, self.drop_path_rate, dp_key)
+
+    def mlp_branch(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """LayerNorm, MLP, drop-path: the second residual branch, ``(B, H, W, C)``."""
+        mlp_key, dp_key = _split(key, 2)
+        return drop_path(self.mlp(self.norm2(x), mlp_key), self.drop_path_rate, dp_key)
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``key`` enables dropout / drop-path (training)."""
+        h, w = x.shape[1:3]
+        if (h, w) != self.resolution:
+            raise ValueError(f"SwinBlock built for {self.resolution} got a {(h, w)} feature map")
+        attn_key, mlp_key = _split(key, 2)
+        x = x + self.attention_branch(x, attn_key)
+        return x + self.mlp_branch(x, mlp_key)
 
 
 class PatchEmbed(nnx.Module):
@@ -297,6 +482,7 @@ class SwinStage(nnx.Module):
         mlp_ratio: float = 4.0,
         drop: float = 0.0,
         attn_drop: float = 0.0,
+        attention: str = "auto",
         dtype: Dtype = None,
         param_dtype: Dtype = jnp.float32,
         rngs: nnx.Rngs,
@@ -305,7 +491,7 @@ class SwinStage(nnx.Module):
             SwinBlock(
                 dim, resolution, num_heads, window, 0 if i % 2 == 0 else window // 2,
                 mlp_ratio=mlp_ratio, drop=drop, attn_drop=attn_drop, drop_path_rate=drop_path_rates[i],
-                dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+                attention=attention, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
             )
             for i in range(depth)
         ])

@@ -41,7 +41,7 @@ from htsat_jax.data import pipeline as input_pipeline
 from htsat_jax.evaluation import evaluator as evaluator_lib
 from htsat_jax.training import optim, sharding
 from htsat_jax.training.metric_writer import MetricWriter
-from htsat_jax.utils import paths
+from htsat_jax.utils import host_memory, paths
 
 logger = logging.getLogger("htsat_jax")
 
@@ -152,6 +152,8 @@ def create_train_state(model_cfg: Any, tx: optax.GradientTransformation, mesh, *
         init_weights = ckpt_lib.normalise_keys(dict(init_weights))
     shardings = sharding.state_shardings(jax.eval_shape(init, init_weights), mesh)
     state = jax.jit(init, out_shardings=shardings)(init_weights)
+    jax.block_until_ready(state)
+    host_memory.release_free_memory()  # the init program's scratch: not part of the training peak
     return graphdef, state, shardings
 
 
@@ -283,6 +285,24 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
     return train_step
 
 
+def compile_on_first_call(jitted: Callable) -> Callable:
+    """``jitted``, compiled ahead of its first execution so the compiler's freed scratch memory
+    goes back to the OS before the step's own buffers are allocated (a lower process peak); later
+    calls with other shapes fall back to ``jitted`` (which compiles for them as usual)."""
+    compiled: dict[Any, Callable] = {}
+
+    def call(*args):
+        signature = jax.tree.map(lambda a: (getattr(a, "shape", None), str(getattr(a, "dtype", ""))), args)
+        key = jax.tree_util.tree_flatten(signature)
+        key = (tuple(key[0]), key[1])
+        if not compiled:
+            compiled[key] = jitted.lower(*args).compile()
+            host_memory.release_free_memory()
+        return compiled[key](*args) if key in compiled else jitted(*args)
+
+    return call
+
+
 # ============================================================================ preemption
 
 
@@ -394,14 +414,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
 
     # ---------------------------------------------------------------- the jitted step and the evaluator
     repl = sharding.replicated(mesh)
-    train_step = jax.jit(
+    train_step = compile_on_first_call(jax.jit(
         make_train_step(graphdef, tx, schedule, loss_type=model_cfg.loss_type,
                         mixup_alpha=config.mixup_alpha if config.mixup else None,
                         mixup_prob=float(config.mixup_prob), data_rate=spec.sample_rate,
                         model_rate=model_cfg.sample_rate, strong_weight=strong, step_seconds=step_seconds,
                         trainable_head=tuple(getattr(module, "HEAD", ())) if config.trainable == "head" else None),
         in_shardings=(state_sh, sharding.batch_sharding(mesh), repl), out_shardings=(state_sh, repl),
-        donate_argnums=(0,))
+        donate_argnums=(0,)))
     evaluator = evaluator_lib.Evaluator(config, model_cfg, graphdef, mesh, (state_sh.params, state_sh.rest),
                                         spec, class_names)
     base_key = jax.random.key(int(config.seed))
