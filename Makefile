@@ -19,15 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m htsat_jax.main --config configs/demo.py --workdir demo_out
 
-# Huge pages for XLA's per-execution buffers (htsat_jax/utils/host_memory.py): fewer page faults, a faster suite.
-TEST_ENV := GLIBC_TUNABLES=glibc.malloc.hugetlb=1
-
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The development loop: the unit tier only (see README "Tests").
 test-fast: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q -m unit --durations=10 tests
+	$(PY) -m pytest -q -m unit --durations=10 tests
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -481,8 +481,15 @@ def export_forward(model: HTSAT, num_samples: int):
                          f"inference path: at most {longest} samples ({longest / fe.sample_rate:.2f} s); "
                          "export 10 s windows and cut longer audio into windows")
 
+    # A graph with a symbolic batch and plain ops: the plain attention (the chunked loop sizes its
+    # groups from the batch, and ONNX runtimes fuse the plain form themselves). Same numbers.
+    plain = nnx.clone(model)
+    for _, module in nnx.iter_graph(plain):
+        if isinstance(module, swin.WindowAttention):
+            module.attention = "plain"
+
     def forward(waveform: jax.Array) -> dict[str, jax.Array]:
-        return model.forward_logmel(export.log_mel(waveform, fe), train=False, infer_mode=True)
+        return plain.forward_logmel(export.log_mel(waveform, fe), train=False, infer_mode=True)
 
     return forward
 
