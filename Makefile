@@ -19,12 +19,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m htsat_jax.main --config configs/demo.py --workdir demo_out
 
+# Two pytest workers (pytest-xdist), one test module at a time each: the tests are mostly XLA
+# compiles, which run on one core, so two workers keep both cores of a CI machine busy; modules go
+# out in the order tests/conftest.py sorts them (longest first), not by their number of tests.
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PYTEST) --durations=15 tests
 
 # The development loop: the unit tier only (see README "Tests").
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m unit --durations=10 tests
+	$(PYTEST) -m unit --durations=10 tests
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

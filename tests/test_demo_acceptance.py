@@ -11,7 +11,6 @@ clip gate. The predict CLI then reads held-out scenes as audio files:
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from htsat_jax.evaluation import metrics
 from htsat_jax.inference import predict
 from htsat_jax.data import synthetic
 
+from conftest import one_device_env
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_STREAM = 2  # the synthetic_events builder's test split (seed 0)
 NUM_TEST = 64    # builder config "demo": 480 / 64 / 64 scenes
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.acceptance
 def demo_run(tmp_path_factory) -> pathlib.Path:
     """Trains the demo config briefly with the real entry point (one process, one CPU device)."""
     workdir = tmp_path_factory.mktemp("demo_run")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the user's setting: 1 device
+    env = one_device_env()  # one CPU device, as a user runs it
     cmd = [sys.executable, "-m", "htsat_jax.main", "--config", str(REPO / "configs" / "demo.py"),
            "--workdir", str(workdir), "--config.num_epochs=2", "--config.plot_events=0"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)

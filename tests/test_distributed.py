@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from htsat_jax.training import train
+from conftest import one_device_env
 from test_train import tiny_synthetic_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,7 +26,7 @@ def _free_port() -> int:
 def test_two_processes_train_together(synthetic_tiny_dir, tmp_path):
     port = _free_port()
     workdir = str(tmp_path / "run")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = one_device_env()  # one CPU device, as a user runs it
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), env.get("PYTHONPATH", "")])
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "distributed_worker.py"), str(i), str(port),
                                synthetic_tiny_dir, workdir, str(tmp_path / f"p{i}.npz")],

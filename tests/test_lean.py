@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from flax import nnx, traverse_util
 
-from conftest import SHARED, require
+from conftest import SHARED, one_device_env, require
 from htsat_jax import checkpoint as ckpt_lib
 from htsat_jax import models
 from htsat_jax.models import lean
@@ -463,7 +463,7 @@ def test_lean_from_the_real_yamnet_learns_esc10_held_out_sources(tmp_path):
     data_dir = tmp_path / "data"
     tfds_builders.build("esc50", manual_dir=tmp_path / "raw" / "ESC-50-master", data_dir=data_dir)
     workdir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
+    env = one_device_env()  # one CPU device, as a user runs it
     overrides = dict(data_dir=data_dir, init_from=require(TFLITE), cross_validation_folds="()", train_folds="(2,)",
                      eval_folds="(1,)", batch_size=16, eval_batch_size=32, num_epochs=40, eval_every_steps=100000,
                      test_weights="last", keep_checkpoints=1, progress_bar=False, tensorboard=False)

@@ -113,6 +113,17 @@ def test_window_attention_implementations_agree_in_value_and_gradient(attention_
     has_scan = "scan" in str(jax.make_jaxpr(lambda x: modules["chunked"](x, mask))(x))
     assert has_scan == (MAPS[size] > 1)
     assert "scan" not in str(jax.make_jaxpr(lambda x: modules["plain"](x, mask))(x))
+    # "auto" on CPU chunks heads at least CHUNK_MIN_HEAD_DIM wide only: these 8-wide heads run plain,
+    # the same layer with 2 heads of 16 loops wherever its logits need groups (at batch 8: 4 groups
+    # on the 32x32 map, one on the 16x16 map).
+    def auto_has_scan(heads, batch):
+        auto = swin.WindowAttention(DIM, heads, WINDOW, rngs=nnx.Rngs(0))
+        xb = jnp.tile(x, (batch // BATCH, 1, 1, 1))
+        return "scan" in str(jax.make_jaxpr(lambda x: auto(x, mask))(xb))
+    assert DIM // HEADS < swin.CHUNK_MIN_HEAD_DIM <= DIM // 2
+    assert not auto_has_scan(HEADS, BATCH)
+    assert swin.attention_groups(8, (size // WINDOW) ** 2, 2, WINDOW * WINDOW) == {32: 4, 16: 1}[size]
+    assert auto_has_scan(2, 8) == (size == 32)
 
     ref_y, ref_grads = attention_results["plain", size, masked]
     if masked:  # the mask matters for these inputs, so agreeing with it is not vacuous
@@ -152,6 +163,11 @@ def test_resolve_attention_and_config_validation():
     for backend, impl in expected.items():
         assert swin.resolve_attention("auto", backend) == impl, backend
     assert swin.resolve_attention("auto") == "chunked"  # the tests run on CPU
+    # Narrow heads: "auto" leaves the CPU loop out (its fixed cost per group outweighs the gain).
+    assert swin.resolve_attention("auto", "cpu", head_dim=swin.CHUNK_MIN_HEAD_DIM) == "chunked"
+    assert swin.resolve_attention("auto", "cpu", head_dim=swin.CHUNK_MIN_HEAD_DIM - 1) == "plain"
+    assert swin.resolve_attention("auto", "gpu", head_dim=8) == "fused"
+    assert swin.resolve_attention("chunked", "cpu", head_dim=8) == "chunked"
     for impl in IMPLS:  # an explicit choice holds on every backend
         assert {swin.resolve_attention(impl, b) for b in expected} == {impl}
     with pytest.raises(ValueError, match="attention must be one of"):
@@ -242,7 +258,7 @@ def test_bfloat16_model_keeps_float32_state_and_outputs(small, forward):
     inner = jax.eval_shape(captured, state, x)
     assert {inner[k].dtype for k in ("after_patch_embed", "layer0_block1_out", "layer1_out")} == {
         jnp.dtype(jnp.bfloat16)}
-    out, ref = outs["bfloat16"], outs["chunked"]  # "auto" is "chunked" on CPU
+    out, ref = outs["bfloat16"], outs["plain"]  # "auto" is "plain" for TINY's 8-wide heads on CPU
     for key in OUTPUTS:
         assert out[key].dtype == np.float32, key
     diffs = {key: np.abs(out[key] - ref[key]) for key in OUTPUTS}

@@ -2,13 +2,12 @@
 8 kHz, laid out as Speech Commands V2) prepared by our builder, and learns well above chance."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, SHARED, require
+from conftest import REPO, SHARED, one_device_env, require
 
 
 @pytest.mark.acceptance
@@ -19,7 +18,7 @@ def test_speechcommands_tiny_learns_fsdd_digits(tmp_path):
     data_dir = str(tmp_path / "data")
     tfds_builders.build("speech_commands", data_dir=data_dir, manual_dir=str(raw))
     workdir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device: fastest here
+    env = one_device_env()  # one CPU device, as a user runs it
     cmd = [sys.executable, "-m", "htsat_jax.main", "--config", "configs/speechcommands.py:variant=tiny",
            f"--config.data_dir={data_dir}", "--workdir", str(workdir),
            "--config.num_epochs=5", "--config.eval_every_steps=1000", "--config.progress_bar=False"]

@@ -137,21 +137,30 @@ def effective_window_and_shift(resolution: tuple[int, int], window: int, shift: 
 #              plain (nothing to gain);
 #   "fused"    jax.nn.dot_product_attention (cuDNN's fused kernel on GPU when the dtype allows,
 #              XLA elsewhere); the shifted-window mask and the position bias go in as one bias;
-#   "auto"     chunked on CPU, fused on GPU, plain on TPU (XLA fuses it well there).
+#   "auto"     chunked on CPU (plain for heads narrower than CHUNK_MIN_HEAD_DIM), fused on GPU,
+#              plain on TPU (XLA fuses it well there).
 ATTENTION_IMPLS = ("auto", "plain", "chunked", "fused")
 # Per-group logits budget of the chunked path: half of this CPU's 1 MiB of L2, the largest group
 # that still measured at full speed (BENCHMARKS.md).
 CHUNK_LOGITS_BYTES = 1 << 20
+# "auto" chunks only heads at least this wide: each group's products do 4 * head_dim FLOPs per
+# logit, and with narrow heads the loop's fixed cost per group outweighs the cache it saves (the
+# tiny model, head_dim 8, trains ~15 % slower chunked; the paper model, head_dim 24, gains).
+CHUNK_MIN_HEAD_DIM = 16
 
 
-def resolve_attention(impl: str, backend: str | None = None) -> str:
-    """The concrete implementation ``impl`` stands for on ``backend`` (default: JAX's default backend)."""
+def resolve_attention(impl: str, backend: str | None = None, head_dim: int | None = None) -> str:
+    """The concrete implementation ``impl`` stands for on ``backend`` (default: JAX's default
+    backend) for heads ``head_dim`` wide (None: any width). An explicit choice always holds."""
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {impl!r}")
     if impl != "auto":
         return impl
     backend = backend or jax.default_backend()
-    return {"cpu": "chunked", "gpu": "fused", "cuda": "fused", "rocm": "fused"}.get(backend, "plain")
+    impl = {"cpu": "chunked", "gpu": "fused", "cuda": "fused", "rocm": "fused"}.get(backend, "plain")
+    if impl == "chunked" and head_dim is not None and head_dim < CHUNK_MIN_HEAD_DIM:
+        return "plain"
+    return impl
 
 
 def attention_groups(batch: int, windows: int, heads: int, n: int, itemsize: int = 4,
@@ -305,7 +314,7 @@ class WindowAttention(nnx.Module):
         """``(B, nW, N, C)`` -> ``(B, nW, N, C)``; ``mask`` is ``(nW, N, N)`` or None."""
         b, nw, n, c = windows.shape
         attn_key, proj_key = _split(key, 2)
-        impl = resolve_attention(self.attention)
+        impl = resolve_attention(self.attention, head_dim=c // self.num_heads)
         bias = self.bias(mask)
         if self.attn_drop and attn_key is not None:
             impl = "plain"  # attention dropout needs the whole probability tensor
