@@ -9,9 +9,7 @@ synthetic dataset, and saves this process's own replica of the final parameters.
 import os
 import sys
 
-# The device count comes from jax_num_cpu_devices below, not from a simulated-host flag.
-os.environ["XLA_FLAGS"] = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                                   if not f.startswith("--xla_force_host_platform_device_count"))
+os.environ.pop("XLA_FLAGS", None)  # the device count comes from jax_num_cpu_devices below
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402

@@ -145,7 +145,8 @@ ATTENTION_IMPLS = ("auto", "plain", "chunked", "fused")
 CHUNK_LOGITS_BYTES = 1 << 20
 # "auto" chunks only heads at least this wide: each group's products do 4 * head_dim FLOPs per
 # logit, and with narrow heads the loop's fixed cost per group outweighs the cache it saves (the
-# tiny model, head_dim 8, trains ~15 % slower chunked; the paper model, head_dim 24, gains).
+# tiny model, head_dim 8, takes 11 % longer per train step chunked; the paper model, head_dim 24,
+# gains; BENCHMARKS.md).
 CHUNK_MIN_HEAD_DIM = 16
 
 
