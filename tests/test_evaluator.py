@@ -171,13 +171,24 @@ def test_final_test_tunes_the_threshold_and_averages_shifts(setup, tmp_path):
 
 
 def test_chunks_cover_the_clip_and_tile_short_clips():
-    x = jnp.arange(2 * 10, dtype=jnp.float32).reshape(2, 10)
-    chunks, valid = evaluator.chunk_waveforms(x, jnp.array([10, 3]), size=4, hop=2)
-    assert chunks.shape == (2, 4, 4)
-    np.testing.assert_array_equal(chunks[0], [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]])
-    np.testing.assert_array_equal(valid[0], [True, True, True, True])
+    x = jnp.arange(3 * 10, dtype=jnp.float32).reshape(3, 10)
+    chunks, valid = evaluator.chunk_waveforms(x, jnp.array([10, 3, 9]), size=4, hop=2)
+    assert chunks.shape == (3, 5, 4)    # 4 grid starts (0, 2, 4, 6) + the end-aligned candidate
+    np.testing.assert_array_equal(chunks[0, :4], [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]])
+    np.testing.assert_array_equal(valid[0], [True, True, True, True, False])  # the grid reaches the end
     np.testing.assert_array_equal(chunks[1, 0], [10, 11, 12, 10])  # 3 real samples, tiled to 4
-    np.testing.assert_array_equal(valid[1], [True, False, False, False])
+    np.testing.assert_array_equal(valid[1], [True, False, False, False, False])
+    # 9 samples: the grid's last full chunk is [4, 8); one more ends at the clip's end, [5, 9).
+    np.testing.assert_array_equal(valid[2], [True, True, True, False, True])
+    np.testing.assert_array_equal(chunks[2, 4], [25, 26, 27, 28])
+    # The same chunks as LEAN's own plan (spec §5.7): 16000 -> [0]; 20000 -> [0, 4000]; 24000 -> [0, 8000].
+    from htsat_jax.models import lean
+
+    for n in (16000, 20000, 24000, 30000, 5000, 47999):
+        wave = jnp.arange(48000, dtype=jnp.float32)[None]
+        chunks, valid = evaluator.chunk_waveforms(wave, jnp.array([n]), size=16000, hop=8000)
+        got = [int(c[0]) for c, v in zip(chunks[0], valid[0]) if v]
+        assert got == [s for s, _ in lean.chunk_plan(n, "lean")], n
 
 
 def test_chunked_evaluation_is_the_mean_over_the_chunks_of_each_clip(setup):
@@ -198,7 +209,7 @@ def test_chunked_evaluation_is_the_mean_over_the_chunks_of_each_clip(setup):
     for batch in experiment.make_eval_data(chunked, chunked.eval_split):
         wave = batch["waveform"].astype(np.float32) / 32768.0
         for row, keep in zip(wave, batch["mask"]):
-            if keep:  # 10 s clips: 19 chunks of 1 s every 0.5 s, all inside the clip
+            if keep:  # 10 s clips: 19 chunks of 1 s every 0.5 s, the last one ends at the clip's end
                 scores = [fake_outputs(row[None, s:s + rate], 10)[0][0] for s in range(0, 9 * rate + 1, rate // 2)]
                 want.append(np.mean(scores, axis=0))
     np.testing.assert_allclose(got["clipwise"], np.stack(want), rtol=1e-5, atol=1e-6)

@@ -492,3 +492,40 @@ def test_lean_from_the_real_yamnet_learns_esc10_held_out_sources(tmp_path):
     assert results["test"]["num_examples"] == 26
     assert accuracy >= 0.8
     assert hits >= 0.8 * len(test_rows)
+
+
+def test_frozen_yamnet_gets_no_update_even_from_adamw_weight_decay():
+    # An override to the HTS-AT optimiser (AdamW, decay 0.05) must not shrink the frozen YAMNet: the
+    # trainer masks the model's `frozen(config)` parameters out of the update altogether.
+    import importlib.util
+
+    from conftest import REPO
+    from htsat_jax.training import optim, sharding, train
+
+    config = tiny_config(freeze_yamnet=True)
+    assert lean.frozen(config) == ("yamnet",) and lean.frozen(tiny_config()) == ()
+    spec = importlib.util.spec_from_file_location("cfg_audioset", REPO / "configs" / "audioset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    o = module.get_config(None).optim
+    assert o.name == "adamw" and o.weight_decay > 0
+    mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
+    for frozen, yamnet_moves in ((lean.frozen(config), False), ((), True)):
+        tx, schedule = optim.make_optimizer(o, steps_per_epoch=1, num_epochs=4)
+        tx = train.trainable_only(tx, "all", lean.HEAD, frozen)
+        graphdef, state, _ = train.create_train_state(config, tx, mesh, seed=0)
+        before = traverse_util.flatten_dict(nnx.to_pure_dict(jax.tree.map(np.asarray, state.params)))
+        step = jax.jit(train.make_train_step(graphdef, tx, schedule, loss_type="clip_bce", mixup_alpha=None,
+                                             data_rate=16000, model_rate=16000))
+        batch = {"waveform": (np.asarray(waves(2, 16000, seed=3)) * 10000).astype(np.int16),
+                 "target": np.eye(10, dtype=np.float32)[[1, 4]]}
+        state, _ = step(state, batch, jax.random.key(0))
+        after = traverse_util.flatten_dict(nnx.to_pure_dict(jax.tree.map(np.asarray, state.params)))
+        moved = {k: not np.array_equal(before[k], after[k]) for k in before}
+        yam = [m for k, m in moved.items() if k[0] == "yamnet"]
+        # Without the mask the decay shrinks YAMNet's kernels though no gradient reaches them (its
+        # zero-initialised BatchNorm betas stay 0 either way).
+        assert yam and any(yam) == yamnet_moves, frozen
+        assert all(m for k, m in moved.items() if k[0] != "yamnet")
+    with pytest.raises(ValueError, match="'all' or 'head'"):
+        train.trainable_only(tx, "backbone", lean.HEAD)

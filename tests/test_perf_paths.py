@@ -138,6 +138,28 @@ def test_window_attention_implementations_agree_in_value_and_gradient(attention_
             assert _max_rel_diff(got, want) < 1e-5, impl
 
 
+def test_shared_bias_gradient_sums_like_autodiff():
+    # The position bias (1 or nW, heads, N, N) is shared by every clip (and window): its gradient is a
+    # sum over those leading axes, done as a ones-matmul (swin.sum_leading) instead of XLA's reduce.
+    rng = np.random.default_rng(3)
+    g = jnp.asarray(rng.standard_normal((3, 5, 4, 8, 8)), jnp.float32)
+    for shape in [(1, 4, 8, 8), (5, 4, 8, 8), (4, 8, 8), (3, 5, 4, 8, 8)]:
+        x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+        y, pullback = jax.vjp(lambda b: swin.broadcast_leading(b, g.shape), x)
+        want_y, want_pullback = jax.vjp(lambda b: jnp.broadcast_to(b, g.shape), x)
+        np.testing.assert_array_equal(y, want_y)
+        (got,), (want,) = pullback(g), want_pullback(g)
+        assert got.shape == shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=str(shape))
+        logits = jnp.asarray(rng.standard_normal(g.shape), jnp.float32)
+        d = jax.grad(lambda l, b: jnp.sum(jnp.sin(swin.add_shared_bias(l, b))), argnums=(0, 1))(logits, x)
+        d_ref = jax.grad(lambda l, b: jnp.sum(jnp.sin(l + b)), argnums=(0, 1))(logits, x)
+        for a, b in zip(d, d_ref):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="more than leading axes"):
+        jax.vjp(lambda b: swin.broadcast_leading(b, g.shape), jnp.ones((5, 1, 8, 8)))[1](g)
+
+
 def test_attention_groups_picks_the_fewest_divisor_groups_under_the_budget():
     mib = 1 << 20
     assert swin.CHUNK_LOGITS_BYTES == mib

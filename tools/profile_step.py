@@ -2,6 +2,7 @@ r"""Where the time and memory of HTS-AT's forward and train step go, part by par
 
     python tools/profile_step.py --variant base --batch 8                  # the table (CPU: ~4 min)
     python tools/profile_step.py --variant base --batch 8 --trace /tmp/tr  # + a jax.profiler trace
+    python tools/profile_step.py --variant base --batch 8 --torch          # + PyTorch, group by group
     python tools/profile_step.py --variant tiny --batch 4 --repeats 2      # quick check
 
 Each part of the model is jitted on its own with the activations it sees in a real training
@@ -16,7 +17,9 @@ matmul on the same machine (measured at the start: the "matmul ceiling"), and th
 part's temporary memory. Then the whole compiled train step and eval forward: time, FLOPs,
 XLA's memory analysis (arguments, outputs, temporaries), so the sum of the parts can be set
 against the fused whole. ``--trace DIR`` also writes a ``jax.profiler`` trace of two train
-steps (open it in TensorBoard's profile plugin or Perfetto).
+steps (open it in TensorBoard's profile plugin or Perfetto). ``--torch`` then cuts the PyTorch
+reference (``tools/torch_reference.py``) into the same groups, times each the same way and prints
+both side by side with the whole train steps: where the difference between the two lies.
 """
 
 from __future__ import annotations
@@ -158,6 +161,106 @@ def model_parts(model, batch: int, seconds: float, key: jax.Array) -> tuple[list
     return parts, {"waveform": wave, "lam": lam}
 
 
+def torch_group_times(batch: int, seconds: float, repeats: int) -> tuple[dict[str, list[float]], float]:
+    """The PyTorch reference (tools/torch_reference.py) cut into the same groups as :func:`model_parts`,
+    each timed in isolation on the input it sees in a training forward: ``{group: [fwd s, fwd+bwd s]}``
+    and the whole train step's seconds. Forward only runs under ``no_grad``; forward + backward is
+    ``backward(ones)`` with the input requiring a gradient, as the JAX parts' ``vjp``. A block's
+    attention branch is the block minus its MLP branch (transformers runs both in one module)."""
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_reference
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = torch_reference.TorchHTSAT()
+    model.train()
+    enc = model.backbone.audio_encoder
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((batch, int(seconds * 32000))).astype(np.float32)
+                            * 0.1)
+    lam = torch.from_numpy(np.random.default_rng(0).beta(0.5, 0.5, batch).astype(np.float32))
+
+    def time_it(fn: Callable, x: torch.Tensor, backward: bool) -> float:
+        def once():
+            if backward:
+                model.zero_grad(set_to_none=True)
+                xi = x.detach().requires_grad_(x.is_floating_point())
+                y = fn(xi)
+                y.backward(torch.ones_like(y))
+            else:
+                with torch.no_grad():
+                    fn(x)
+        once()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            once()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def frontend(x):
+        x = model.spec_augment(model.log_mel(x))
+        x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x.flip(0)
+        x = enc.batch_norm(x[:, None].transpose(1, 3)).transpose(1, 3)
+        return enc.reshape_mel2img(x)
+
+    # The inputs every block, merging and the final norm see in a training forward.
+    seen: list[tuple[str, Any, tuple]] = []
+    hooks = []
+    for i, stage in enumerate(enc.layers):
+        for blk in stage.blocks:
+            hooks.append(blk.register_forward_pre_hook(lambda m, a, i=i: seen.append((f"stage {i}", m, a))))
+        if stage.downsample is not None:
+            hooks.append(stage.downsample.register_forward_pre_hook(
+                lambda m, a: seen.append(("patch merging", m, a))))
+    hooks.append(enc.norm.register_forward_pre_hook(lambda m, a: seen.append(("head", m, a))))
+    with torch.no_grad():
+        image = frontend(wave)
+        model(wave, train=True, mixup_lambda=lam)
+    for h in hooks:
+        h.remove()
+
+    def head(tokens):  # ClapAudioEncoder's reshape of the last stage into (batch, C, 2, 32), the head conv
+        b, n, c = tokens.shape
+        side = int(round(n ** 0.5))
+        x = tokens.permute(0, 2, 1).reshape(b, c, side, side)
+        per = side // enc.freq_ratio
+        x = x.reshape(b, c, enc.freq_ratio, per, side).permute(0, 1, 3, 2, 4).reshape(b, c, per, -1)
+        return torch.sigmoid(torch.flatten(model.head(x), 2).mean(-1))
+
+    groups: dict[str, list[float]] = {}
+
+    def add(group: str, fn: Callable, x: torch.Tensor, sign: float = 1.0, backward: bool = True) -> None:
+        g = groups.setdefault(group, [0.0, 0.0])
+        fwd = time_it(fn, x, False)
+        g[0] += sign * fwd
+        g[1] += sign * (time_it(fn, x, True) if backward else fwd)
+
+    add("frontend", frontend, wave, backward=False)   # no parameters before bn0 (timed forward only)
+    add("patch embed", lambda x: enc.patch_embed(x, None), image)
+    for group, module, args in seen:
+        x, rest = args[0], args[1:]
+        if group == "head":
+            add("head", lambda v: head(enc.norm(v)), x)
+        elif group == "patch merging":
+            add(group, lambda v: module(v, *rest), x)
+        else:
+            mlp = lambda v, m=module: v + m.output(m.intermediate(m.layernorm_after(v)))
+            add(f"{group} mlp", mlp, x)
+            add(f"{group} attention", lambda v, m=module: m(v, *rest)[0], x)
+            add(f"{group} attention", mlp, x, sign=-1.0)
+    step = torch_reference.make_train_step(model)
+    target = torch.from_numpy((np.random.default_rng(1).uniform(size=(batch, 527)) > 0.99).astype(np.float32))
+    step(wave, target)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step(wave, target)
+        times.append(time.perf_counter() - t0)
+    return groups, float(np.median(times))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="base", choices=["base", "tiny"])
@@ -167,6 +270,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trace", default=None, help="write a jax.profiler trace of two train steps here")
+    parser.add_argument("--torch", action="store_true",
+                        help="also time the PyTorch reference (tools/torch_reference.py) group by group, float32")
     args = parser.parse_args()
 
     import optax
@@ -176,6 +281,8 @@ def main() -> None:
     from htsat_jax.models import htsat
     from htsat_jax.training import optim, train
 
+    if args.torch and (args.variant != "base" or args.dtype != "float32"):
+        raise SystemExit("--torch compares the paper model (--variant base) in float32 only")
     dtype = None if args.dtype == "float32" else jnp.bfloat16
     cfg = htsat.Config(**{**htsat.VARIANTS[args.variant], "num_classes": 527, "attention": args.attention})
     model = models.build(cfg, seed=0, dtype=dtype)
@@ -279,6 +386,23 @@ def main() -> None:
     print(f"whole eval forward (AudioTagger's program): {1e3 * fwd_s:.0f} ms, {fflops / 1e9:.1f} GFLOP, "
           f"{fflops / fwd_s / 1e9:.0f} GFLOP/s = {fflops / fwd_s / 1e9 / ceiling:.0%} of the matmul ceiling; "
           f"temporaries {fc.memory_analysis().temp_size_in_bytes / 2**30:.2f} GiB")
+
+    if args.torch:
+        ours = dict(groups)
+        ours_rest = step_s - sum(b for _, b, _ in ours.values())
+        theirs, torch_step = torch_group_times(args.batch, args.seconds, args.repeats)
+        theirs_rest = torch_step - sum(b for _, b in theirs.values())
+        print(f"\nside by side with the PyTorch reference ({os.cpu_count()} threads), ms"
+              f"\n{'group':30} {'fwd ours':>9} {'fwd torch':>9} {'fwd+bwd ours':>12} {'fwd+bwd torch':>13} "
+              f"{'torch/ours':>10} {'ours - torch':>12}")
+        for name, (f, b, _) in ours.items():
+            tf, tb = theirs.get(name, (float("nan"), float("nan")))
+            print(f"{name:30} {1e3 * f:9.1f} {1e3 * tf:9.1f} {1e3 * b:12.1f} {1e3 * tb:13.1f} {tb / b:10.2f} "
+                  f"{1e3 * (b - tb):12.1f}")
+        print(f"{'rest of the step (loss, optimizer, glue)':30} {'':>9} {'':>9} {1e3 * ours_rest:12.1f} "
+              f"{1e3 * theirs_rest:13.1f} {theirs_rest / ours_rest:10.2f} {1e3 * (ours_rest - theirs_rest):12.1f}")
+        print(f"{'whole train step':30} {'':>9} {'':>9} {1e3 * step_s:12.1f} {1e3 * torch_step:13.1f} "
+              f"{torch_step / step_s:10.2f} {1e3 * (step_s - torch_step):12.1f}")
 
     if args.trace:
         jax.profiler.start_trace(args.trace)

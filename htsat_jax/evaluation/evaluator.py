@@ -62,18 +62,24 @@ def waveform_for_model(batch_waveform: jax.Array, data_rate: int, model_rate: in
 
 
 def chunk_waveforms(waveform: jax.Array, length: jax.Array, size: int, hop: int) -> tuple[jax.Array, jax.Array]:
-    """Clips ``(B, S)`` with ``length (B,)`` real samples -> chunks ``(B, K, size)`` every ``hop`` samples
-    and ``valid (B, K)``: chunks inside the clip; a clip shorter than ``size`` is tiled to fill its
-    one chunk (the FSD50K baseline protocol)."""
+    """Clips ``(B, S)`` with ``length (B,)`` real samples -> chunks ``(B, K + 1, size)`` and
+    ``valid (B, K + 1)``: the chunks every ``hop`` samples that lie inside the clip and, when that
+    grid misses the clip's end, one more chunk ending at the end (LEAN_YAMNET_SPEC §5.7, as
+    ``lean.chunk_plan``: no chunk is padded); a clip shorter than ``size`` is tiled to fill its one
+    chunk. The last candidate is the end-aligned one (``K = 1 + (S - size) // hop`` grid starts)."""
     num = 1 + max(0, waveform.shape[1] - size) // hop
-    starts = jnp.arange(num) * hop
     length = jnp.maximum(length, 1)
-    index = starts[None, :, None] + jnp.arange(size)[None, None, :]  # (1, K, size)
+    grid = jnp.broadcast_to(jnp.arange(num) * hop, (length.shape[0], num))
+    tail = jnp.maximum(length - size, 0)[:, None]
+    starts = jnp.concatenate([grid, tail], axis=1)  # (B, K + 1)
+    index = starts[:, :, None] + jnp.arange(size)[None, None, :]  # (B, K + 1, size)
     tiled = length[:, None, None] < size
     index = jnp.where(tiled, index % length[:, None, None], jnp.minimum(index, waveform.shape[1] - 1))
     chunks = jnp.take_along_axis(waveform[:, None, :], index, axis=2)
-    valid = (starts[None, :] == 0) | (starts[None, :] + size <= length[:, None])
-    return chunks, valid
+    in_clip = (grid == 0) | (grid + size <= length[:, None])
+    last_grid = jnp.max(jnp.where(in_clip, grid, 0), axis=1, keepdims=True)
+    needs_tail = (length[:, None] > size) & (last_grid + size < length[:, None])
+    return chunks, jnp.concatenate([in_clip, needs_tail], axis=1)
 
 
 def make_predict_fn(graphdef: nnx.GraphDef, *, data_rate: int, model_rate: int,

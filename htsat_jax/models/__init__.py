@@ -37,7 +37,9 @@ AST: ``htsat_jax.models.ast``; a complete small example: ``tests/tiny_cnn.py``):
 
 Optional: ``HEAD`` (the classifier's top-level parameter names: re-initialised when fine-tuning to
 other classes, the only part trained with ``config.trainable="head"``) and ``EXPORT_SECONDS`` (the
-input length ONNX export uses by default; 10 s without it).
+input length ONNX export uses by default; 10 s without it) and ``frozen(config) -> tuple[str, ...]``
+(top-level parameter names the config holds fixed: the trainer leaves them untouched, weight decay
+included; LEAN's ``freeze_yamnet``).
 
 Register a model that lives outside the package with :func:`register` (a module object or an
 import path), or name it by import path: ``config.model_name = "mypackage.mymodel"``.

@@ -247,6 +247,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 # The classifier: re-initialised when fine-tuning to another class count.
 HEAD = ("head",)
+
+
+def frozen(config: Config) -> tuple[str, ...]:
+    """Top-level parameters held fixed for ``config``: YAMNet when ``freeze_yamnet`` (the trainer then
+    gives them no update at all, weight decay included; the forward already stops their gradient)."""
+    return ("yamnet",) if config.freeze_yamnet else ()
+
 # ONNX export's default input: one 1 s chunk (the on-device model's input).
 EXPORT_SECONDS = CHUNK_SAMPLES / SAMPLE_RATE
 # Fields a LEAN model directory must share with the config it initialises (they set tensor shapes).

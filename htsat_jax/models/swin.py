@@ -175,6 +175,50 @@ def attention_groups(batch: int, windows: int, heads: int, n: int, itemsize: int
     return windows
 
 
+def sum_leading(x: jax.Array, num: int) -> jax.Array:
+    """``x`` summed over its first ``num`` axes, as a ``ones @ x`` matmul.
+
+    The gradient of a bias shared by every clip (and window) is such a sum. XLA:CPU reduces over
+    leading axes of a large tensor at ~0.5-3 GB/s (stage 0's (8, 64, 4, 64, 64) d-logits: 56 ms),
+    while the same sum as a matrix-vector product streams at memory speed (0.8 ms); the paper
+    model's train step at batch 8 took 3.04-3.25 s instead of 3.27-3.75 s in back-to-back runs
+    (BENCHMARKS.md). Full precision on every backend (a TPU's default bfloat16 matmul passes would
+    round the sum)."""
+    lead = int(np.prod(x.shape[:num], dtype=np.int64))
+    ones = jnp.ones((1, lead), x.dtype)
+    out = jnp.matmul(ones, x.reshape(lead, -1), precision=jax.lax.Precision.HIGHEST)
+    return out.reshape(x.shape[num:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def broadcast_leading(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``jnp.broadcast_to(x, shape)`` for an ``x`` that differs from ``shape`` only in leading axes
+    (missing or of size 1), with the gradient summed by :func:`sum_leading`."""
+    return jnp.broadcast_to(x, shape)
+
+
+def _broadcast_leading_fwd(x, shape):
+    return jnp.broadcast_to(x, shape), x.shape
+
+
+def _broadcast_leading_bwd(shape, x_shape, g):
+    core = tuple(x_shape)
+    while core and core[0] == 1:
+        core = core[1:]
+    if tuple(shape[len(shape) - len(core):]) != core:
+        raise ValueError(f"broadcast_leading: {x_shape} -> {shape} broadcasts more than leading axes")
+    return (sum_leading(g, len(shape) - len(core)).reshape(x_shape).astype(g.dtype),)
+
+
+broadcast_leading.defvjp(_broadcast_leading_fwd, _broadcast_leading_bwd)
+
+
+def add_shared_bias(logits: jax.Array, bias: jax.Array) -> jax.Array:
+    """``logits + bias`` for a ``bias`` shared over leading axes (clips, windows), its gradient
+    summed by :func:`sum_leading`."""
+    return logits + broadcast_leading(bias, logits.shape)
+
+
 def _attend(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
     """Softmax attention ``(..., heads, N, d)`` x3 + ``bias (..., heads, N, N)`` -> ``(..., N, heads, d)``.
 
@@ -183,7 +227,7 @@ def _attend(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Ar
     """
     acc = jnp.promote_types(q.dtype, jnp.float32)  # float64 stays float64 (parity runs)
     logits = jnp.einsum("...hqd,...hkd->...hqk", q, k, preferred_element_type=acc)
-    probs = jax.nn.softmax(logits + bias.astype(acc), axis=-1).astype(v.dtype)
+    probs = jax.nn.softmax(add_shared_bias(logits, bias.astype(acc)), axis=-1).astype(v.dtype)
     return jnp.einsum("...hqk,...hkd->...qhd", probs, v)
 
 
@@ -237,7 +281,7 @@ def _grouped_bwd(scale, residuals, d_out):
         dv = jnp.einsum("bwhqk,bwhqd->bwhkd", probs.astype(do.dtype), do)
         dp = jnp.einsum("bwhqd,bwhkd->bwhqk", do, v, preferred_element_type=probs.dtype)
         d_logits = probs * (dp - jnp.sum(dp * probs, axis=-1, keepdims=True))  # softmax backward
-        d_bias = jnp.sum(d_logits, axis=0)  # the bias is shared by every clip
+        d_bias = sum_leading(d_logits, 1)  # the bias is shared by every clip
         d_logits = d_logits.astype(q.dtype)
         dq = jnp.einsum("bwhqk,bwhkd->bwhqd", d_logits, k) * jnp.asarray(scale, q.dtype)
         dk = jnp.einsum("bwhqk,bwhqd->bwhkd", d_logits, q)
@@ -334,7 +378,8 @@ class WindowAttention(nnx.Module):
             if self.attn_drop and attn_key is not None:
                 acc = jnp.promote_types(q.dtype, jnp.float32)
                 logits = jnp.einsum("...hqd,...hkd->...hqk", q, k, preferred_element_type=acc)
-                probs = dropout(jax.nn.softmax(logits + bias.astype(acc), axis=-1), self.attn_drop, attn_key)
+                probs = dropout(jax.nn.softmax(add_shared_bias(logits, bias.astype(acc)), axis=-1), self.attn_drop,
+                                attn_key)
                 out = jnp.einsum("...hqk,...hkd->...qhd", probs.astype(v.dtype), v)
             else:
                 out = _attend(q, k, v, bias)
@@ -350,7 +395,7 @@ class WindowAttention(nnx.Module):
             return _attend(*self.project_qkv(windows), bias)
         per, h = nw // groups, self.num_heads
         xs = jnp.moveaxis(windows.reshape(b, groups, per, n, c), 1, 0)  # (groups, B, per, N, C)
-        bias = jnp.broadcast_to(bias, (nw,) + bias.shape[1:]).reshape(groups, per, *bias.shape[1:])
+        bias = broadcast_leading(bias, (nw,) + bias.shape[1:]).reshape(groups, per, *bias.shape[1:])
         kernel = self.qkv.kernel[...].reshape(c, 3, h, c // h)
         qkv_bias = self.qkv.bias[...].reshape(3, h, 1, c // h)
         xs, kernel, qkv_bias = nnx.nn.dtypes.promote_dtype((xs, kernel, qkv_bias), dtype=self.dtype)

@@ -171,27 +171,35 @@ def model_weights(graphdef: nnx.GraphDef, state: TrainState) -> dict:
 # ============================================================================ the step
 
 
-def trainable_only(tx: optax.GradientTransformation, trainable: str, head: tuple[str, ...]
-                   ) -> optax.GradientTransformation:
-    """``trainable="all"``: ``tx``; ``"head"``: only the model's classifier (its ``HEAD`` entries)
-    is updated, every other parameter is frozen (fine-tuning a linear probe)."""
-    if trainable == "all":
-        return tx
-    if trainable != "head":
-        raise ValueError(f"config.trainable must be 'all' or 'head', got {trainable!r}")
-    if not head:
-        raise ValueError("config.trainable='head' needs the model module to name its HEAD")
+def trainable_only(tx: optax.GradientTransformation, trainable: str, head: tuple[str, ...],
+                   frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
+    """``tx`` restricted to the parameters that learn.
 
+    ``trainable="all"``: every parameter except the top-level entries in ``frozen`` (what the model
+    holds fixed for its config, its optional ``frozen(config)``); ``"head"``: only the model's
+    classifier (its ``HEAD`` entries), a linear probe. Frozen parameters get no update at all, so
+    ``tx``'s weight decay does not shrink them either.
+    """
+    if trainable not in ("all", "head"):
+        raise ValueError(f"config.trainable must be 'all' or 'head', got {trainable!r}")
+    if trainable == "head" and not head:
+        raise ValueError("config.trainable='head' needs the model module to name its HEAD")
+    learns = head if trainable == "head" else None
+    if learns is None and not frozen:
+        return tx
     return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()},
                                  lambda params: jax.tree.map(lambda t: "train" if t else "freeze",
-                                                             trainable_mask(params, head)))
+                                                             trainable_mask(params, learns, frozen)))
 
 
-def trainable_mask(params: Any, head: tuple[str, ...] | None) -> Any:
-    """A bool per parameter leaf: True when it learns (every leaf for ``head=None``; else the
-    model's classifier, the top-level entries named in ``head``)."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: head is None or getattr(path[0], "key", getattr(path[0], "name", None)) in head, params)
+def trainable_mask(params: Any, head: tuple[str, ...] | None, frozen: tuple[str, ...] = ()) -> Any:
+    """A bool per parameter leaf: True when it learns (every leaf for ``head=None``, else the
+    model's classifier, the top-level entries named in ``head``; never one under ``frozen``)."""
+    def learns(path, _):
+        name = getattr(path[0], "key", getattr(path[0], "name", None))
+        return (head is None or name in head) and name not in frozen
+
+    return jax.tree_util.tree_map_with_path(learns, params)
 
 
 def frame_targets(events: jax.Array, num_frames: int, step_seconds: float, num_classes: int) -> jax.Array:
@@ -401,16 +409,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
     tx, schedule = optim.make_optimizer(
         config.optim, steps_per_epoch=steps_per_epoch,
         num_epochs=max(int(config.num_epochs), math.ceil(total_steps / steps_per_epoch)))
-    tx = trainable_only(tx, config.trainable, tuple(getattr(module, "HEAD", ())))
+    frozen = tuple(module.frozen(model_cfg)) if hasattr(module, "frozen") else ()
+    tx = trainable_only(tx, config.trainable, tuple(getattr(module, "HEAD", ())), frozen)
     init_weights, init_summary = initial_weights(config, model_cfg)
     if init_summary:
         logger.info(init_summary)
     graphdef, state, state_sh = create_train_state(model_cfg, tx, mesh, seed=int(config.seed),
                                                    dtype=compute_dtype(config), init_weights=init_weights)
     del init_weights
-    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-    logger.info("%s %s: %.2f M trainable parameters, %d classes", models.name_of(model_cfg), config.variant,
-                num_params / 1e6, model_cfg.num_classes)
+    sizes = jax.tree.map(lambda x: int(np.prod(x.shape)), state.params)
+    learning = trainable_mask(state.params, tuple(getattr(module, "HEAD", ())) if config.trainable == "head" else None,
+                              frozen)
+    num_params = sum(jax.tree.leaves(sizes))
+    num_learning = sum(s for s, t in zip(jax.tree.leaves(sizes), jax.tree.leaves(learning)) if t)
+    logger.info("%s %s: %.2f M parameters, %.2f M trained, %d classes", models.name_of(model_cfg), config.variant,
+                num_params / 1e6, num_learning / 1e6, model_cfg.num_classes)
 
     # ---------------------------------------------------------------- the jitted step and the evaluator
     repl = sharding.replicated(mesh)
