@@ -160,6 +160,22 @@ def test_shared_bias_gradient_sums_like_autodiff():
         jax.vjp(lambda b: swin.broadcast_leading(b, g.shape), jnp.ones((5, 1, 8, 8)))[1](g)
 
 
+def test_gelu_exact_is_torch_gelu_in_the_erf_form():
+    torch = pytest.importorskip("torch")
+    x = np.linspace(-12.0, 12.0, 4001, dtype=np.float32)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = torch.nn.functional.gelu(tx)  # exact (erf) GELU, HTS-AT's and AST's nn.GELU()
+    ty.backward(torch.ones_like(ty))
+    y = swin.gelu_exact(jnp.asarray(x))
+    grad = jax.grad(lambda v: jnp.sum(swin.gelu_exact(v)))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(y), ty.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+    # The same function as jax's erfc-based exact GELU, not its tanh approximation.
+    np.testing.assert_allclose(np.asarray(y), np.asarray(jax.nn.gelu(jnp.asarray(x), approximate=False)),
+                               rtol=1e-6, atol=1e-6)
+    assert np.abs(np.asarray(y) - np.asarray(jax.nn.gelu(jnp.asarray(x)))).max() > 1e-4
+
+
 def test_attention_groups_picks_the_fewest_divisor_groups_under_the_budget():
     mib = 1 << 20
     assert swin.CHUNK_LOGITS_BYTES == mib

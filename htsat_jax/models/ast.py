@@ -241,7 +241,7 @@ class Mlp(nnx.Module):
 
     def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
         k1, k2 = swin._split(key, 2)
-        x = jax.nn.gelu(self.fc1(x), approximate=False)  # nn.GELU: exact erf form
+        x = swin.gelu_exact(self.fc1(x))  # nn.GELU: exact erf form
         x = swin.dropout(x, self.drop, k1)
         return swin.dropout(self.fc2(x), self.drop, k2)
 
