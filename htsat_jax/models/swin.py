@@ -409,10 +409,10 @@ def gelu_exact(x: jax.Array) -> jax.Array:
 
     ``jax.nn.gelu(approximate=False)`` computes the same function through ``erfc``, which XLA:CPU
     evaluates as several full-size passes (with the derivative's ``exp`` another one): in an
-    op-level trace ~77 ms of a stage-0 MLP's 272 ms forward + backward at batch 8. The ``erf`` form
-    took the paper model's train step from 3.9-4.4 s to 3.4-3.7 s and its eval forward at batch 8
-    from 1.20-1.22 s to 0.91-1.00 s, with 0.15 GiB less step memory, in back-to-back runs
-    (BENCHMARKS.md); values differ by float32 rounding only.
+    op-level trace ~77 ms of a stage-0 MLP's 272 ms forward + backward at batch 8. With the ``erf``
+    form the paper model's step took 0.15 GiB less memory, and in back-to-back runs the median train
+    step went 4.04 -> 3.71 s and the median eval forward at batch 8 1.21 -> 1.06 s (BENCHMARKS.md);
+    values differ by float32 rounding only.
     """
     return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
 

@@ -410,7 +410,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
         config.optim, steps_per_epoch=steps_per_epoch,
         num_epochs=max(int(config.num_epochs), math.ceil(total_steps / steps_per_epoch)))
     frozen = tuple(module.frozen(model_cfg)) if hasattr(module, "frozen") else ()
-    tx = trainable_only(tx, config.trainable, tuple(getattr(module, "HEAD", ())), frozen)
+    head = tuple(getattr(module, "HEAD", ()))
+    tx = trainable_only(tx, config.trainable, head, frozen)
     init_weights, init_summary = initial_weights(config, model_cfg)
     if init_summary:
         logger.info(init_summary)
@@ -418,8 +419,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
                                                    dtype=compute_dtype(config), init_weights=init_weights)
     del init_weights
     sizes = jax.tree.map(lambda x: int(np.prod(x.shape)), state.params)
-    learning = trainable_mask(state.params, tuple(getattr(module, "HEAD", ())) if config.trainable == "head" else None,
-                              frozen)
+    learning = trainable_mask(state.params, head if config.trainable == "head" else None, frozen)
     num_params = sum(jax.tree.leaves(sizes))
     num_learning = sum(s for s, t in zip(jax.tree.leaves(sizes), jax.tree.leaves(learning)) if t)
     logger.info("%s %s: %.2f M parameters, %.2f M trained, %d classes", models.name_of(model_cfg), config.variant,
@@ -432,7 +432,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
                         mixup_alpha=config.mixup_alpha if config.mixup else None,
                         mixup_prob=float(config.mixup_prob), data_rate=spec.sample_rate,
                         model_rate=model_cfg.sample_rate, strong_weight=strong, step_seconds=step_seconds,
-                        trainable_head=tuple(getattr(module, "HEAD", ())) if config.trainable == "head" else None),
+                        trainable_head=head if config.trainable == "head" else None),
         in_shardings=(state_sh, sharding.batch_sharding(mesh), repl), out_shardings=(state_sh, repl),
         donate_argnums=(0,)))
     evaluator = evaluator_lib.Evaluator(config, model_cfg, graphdef, mesh, (state_sh.params, state_sh.rest),
