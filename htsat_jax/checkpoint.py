@@ -95,6 +95,24 @@ def _check_same_tree(expected: Mapping, got: Mapping, prefix: str = "") -> None:
                                      f"expects {tuple(v.shape)}")
 
 
+def use_single_writer_when_one_process() -> None:
+    """In a one-process run, orbax writes each replicated array from one device in one piece.
+
+    orbax's default on CPU and TPU is replica-parallel saving: every replicated array is cut into one
+    slice per replica so that several hosts can write it together. In one process every replica is
+    local and this process writes all the slices anyway, so the cut only costs: each slice is an
+    eagerly dispatched ``lax.slice`` with its own compiled program (a 4-step tiny run on 8 CPU devices
+    spent 27 s of its 117 s in the first checkpoint save, 4,400 slices). Multi-process runs keep the
+    default. The file format is the same either way. Sets orbax's registered ``jax.Array`` handler;
+    repeated calls are harmless.
+    """
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+
+
 def save_weights(directory: str, config: Any, weights: Mapping, *,
                  class_names: Sequence[str] | None = None, extra: Mapping[str, Any] | None = None) -> None:
     """Write a model directory (see module docstring). Refuses to overwrite a non-empty directory.
@@ -116,6 +134,7 @@ def save_weights(directory: str, config: Any, weights: Mapping, *,
     paths.makedirs(directory)
     tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x),
                         normalise_keys(dict(weights)))
+    use_single_writer_when_one_process()
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(paths.join(directory, WEIGHTS_DIR), tree)
         ckptr.wait_until_finished()

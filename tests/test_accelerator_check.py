@@ -1,5 +1,6 @@
 """tools/accelerator_check.sh: it refuses a CPU backend, and its tiny CPU rehearsal (ALLOW_CPU=1 QUICK=1)
-runs every stage and ends in one table with a row per measurement."""
+runs every stage and ends in one table with a row per measurement. The rehearsal's stage caps are
+generous (600 s each): on a busy 2-core CI machine it checks the tools, not their speed."""
 
 import os
 import pathlib
@@ -46,7 +47,7 @@ def test_refuses_a_cpu_backend():
 def test_quick_cpu_rehearsal_reports_every_stage(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(["bash", str(SCRIPT)], env=_env(ALLOW_CPU="1", QUICK="1", OUT_DIR=str(out)),
-                          capture_output=True, text=True, timeout=900, cwd="/")
+                          capture_output=True, text=True, timeout=1600, cwd="/")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "devices: [CpuDevice" in proc.stdout
     assert f"raw outputs: {out}" in proc.stdout
@@ -54,10 +55,10 @@ def test_quick_cpu_rehearsal_reports_every_stage(tmp_path):
     rows = _table(proc.stdout)
     assert all(len(row) == 8 for row in rows), rows
     kinds = {(row[0], row[1].split("-")[0], row[3]) for row in rows}
-    for expected in [("train step", "htsat", "float32"), ("train step", "htsat", "bfloat16"),
-                     ("forward", "htsat", "float32"),
-                     ("compare forward", "htsat", "bfloat16"), ("compare train step", "htsat", "bfloat16"),
-                     ("compare forward", "ast", "bfloat16"), ("compare train step", "ast", "bfloat16")]:
+    # QUICK runs one dtype per stage (train bfloat16; forward and compare float32): each code path once.
+    for expected in [("train step", "htsat", "bfloat16"), ("forward", "htsat", "float32"),
+                     ("compare forward", "htsat", "float32"), ("compare train step", "htsat", "float32"),
+                     ("compare forward", "ast", "float32"), ("compare train step", "ast", "float32")]:
         assert expected in kinds, (expected, rows)
     assert any(row[0] == "input pipeline" for row in rows), rows
     for row in rows:

@@ -3,7 +3,7 @@
 # ending in one table.
 #
 #   tools/accelerator_check.sh                          # on the GPU / TPU machine, from anywhere
-#   ALLOW_CPU=1 QUICK=1 tools/accelerator_check.sh      # tiny CPU rehearsal of every stage (2-3 min, 2 cores)
+#   ALLOW_CPU=1 QUICK=1 tools/accelerator_check.sh      # tiny CPU rehearsal of every stage (2-4 min, 2 cores)
 #
 # Stages, in this order (each under `timeout`; a failed or timed-out stage is named and the rest still run):
 #   train     tools/bench_train.py --variant base --batch 32 128 --dtype float32 bfloat16 --steps 5
@@ -20,8 +20,11 @@
 #              own cap (TRAIN_S 240, FORWARD_S 90, COMPARE_S 120, INPUT_S 60) and what is left of it
 #   MAX_BATCH  1: also run compare_models' largest-batch search (two more compiles; may not fit the budget)
 #   ALLOW_CPU  1: run on a CPU backend too (otherwise refused with exit status 2)
-#   QUICK      1: tiny variants, batch 2, 1 s clips, 2 steps, fast-compiling XLA flags: checks the
-#              script and the tools end to end, its timings mean nothing (tests/test_accelerator_check.py)
+#   QUICK      1: tiny variants, batch 2, 1 s clips, 2 steps, fast-compiling XLA flags, one dtype per stage
+#              (train bfloat16, forward and compare float32: every code path with the fewest compiles),
+#              stage caps of 600 s and a 1500 s budget (a rehearsal on a busy CPU checks the tools, not
+#              the time): checks the script and the tools end to end, its timings mean nothing
+#              (tests/test_accelerator_check.py)
 # Exit status: 0 when every stage gave its rows, 1 when one failed or timed out, 2 when refused.
 set -u -o pipefail
 
@@ -60,13 +63,20 @@ if [[ "$QUICK" == 1 ]]; then
     size=(--variant tiny --seconds 1)
     batches=(2)
     steps=2
+    train_dtypes=(bfloat16)
+    compare_dtype=float32
     compare_batch=2
+    cap=600
+    BUDGET_S=${BUDGET_S:-1500}
     input_args=(--num_scenes 16 --batch_size 2 --threads 2 --workers 0 --num_batches 4 --warmup_batches 1 --repeats 1)
 else
     size=(--variant base)
     batches=(32 128)
     steps=5
+    train_dtypes=(float32 bfloat16)
+    compare_dtype=bfloat16
     compare_batch=32
+    cap=
     input_args=(--num_scenes 256 --threads 8 --workers 0 --repeats 1)
 fi
 max_batch=(--no_max_batch)
@@ -109,14 +119,14 @@ run_stage() {  # run_stage NAME CAP_SECONDS COMMAND...: stdout to the console an
     fi
 }
 
-run_stage train "${TRAIN_S:-240}" "$PY" tools/bench_train.py "${size[@]}" --batch "${batches[@]}" \
-    --dtype float32 bfloat16 --steps "$steps" --jsonl "$JSONL"
+run_stage train "${TRAIN_S:-${cap:-240}}" "$PY" tools/bench_train.py "${size[@]}" --batch "${batches[@]}" \
+    --dtype "${train_dtypes[@]}" --steps "$steps" --jsonl "$JSONL"
 
-run_stage forward "${FORWARD_S:-90}" "$PY" tools/bench_infer.py "${size[@]}" --batch "${batches[@]}" \
+run_stage forward "${FORWARD_S:-${cap:-90}}" "$PY" tools/bench_infer.py "${size[@]}" --batch "${batches[@]}" \
     --repeats "$steps" --jsonl "$JSONL"
 
-run_stage compare "${COMPARE_S:-120}" "$PY" tools/compare_models.py "${size[@]}" --batch "$compare_batch" \
-    --dtype bfloat16 --steps "$steps" "${max_batch[@]}" --jsonl "$JSONL"
+run_stage compare "${COMPARE_S:-${cap:-120}}" "$PY" tools/compare_models.py "${size[@]}" --batch "$compare_batch" \
+    --dtype "$compare_dtype" --steps "$steps" "${max_batch[@]}" --jsonl "$JSONL"
 
 # What one accelerator consumes: the train step just measured at the largest batch, fastest dtype.
 consume=$("$PY" - "$JSONL" <<'EOF'
@@ -131,7 +141,7 @@ EOF
 )
 consume_args=()
 if [[ -n "$consume" ]]; then consume_args=(--consume_clips_per_s "$consume"); fi
-run_stage input "${INPUT_S:-60}" "$PY" tools/bench_input.py "${input_args[@]}" "${consume_args[@]}" --jsonl "$JSONL"
+run_stage input "${INPUT_S:-${cap:-60}}" "$PY" tools/bench_input.py "${input_args[@]}" "${consume_args[@]}" --jsonl "$JSONL"
 
 echo
 echo "== results ($(date '+%Y-%m-%d %H:%M:%S %Z'), stages took $((SECONDS - START)) s)"

@@ -440,6 +440,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, retur
     base_key = jax.random.key(int(config.seed))
 
     # ---------------------------------------------------------------- checkpoints / resume
+    ckpt_lib.use_single_writer_when_one_process()
     ckpt_mngr = ocp.CheckpointManager(
         paths.join(workdir, CHECKPOINT_DIR),
         options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
