@@ -6,11 +6,13 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, require
+from conftest import REPO, SHARED, one_device_env, require
 
 ESC10 = SHARED / "data" / "esc10_subset"
 YAMNET = SHARED / "weights" / "yamnet" / "yamnet.tflite"
@@ -58,10 +60,15 @@ def test_finetune_yamnet_tflite_on_esc10_held_out_sources(esc10_folder, tmp_path
 
     data_dir, names = esc10_folder
     # The released model's embeddings with a new classifier on top (--config.trainable=head): 59 clips.
+    # A linear probe needs no warm-up: 3e-3 from the first step for 6 epochs (18 steps of 16 clips,
+    # YAMNet's forward over every clip each step is the cost). Measured: validation accuracy 0.64 ->
+    # 0.73 by step 12, held-out test accuracy 12/13 = 0.923 with the step-18 weights (the former
+    # recipe, a two-epoch warm-up and up to 12 epochs, stopped early at step 24 with 11/13 = 0.846).
     c = finetune_config(data_dir=data_dir, builder_config="esc10_16k", init_from=str(require(YAMNET)),
                         clip_seconds=5.0, batch_size=16, eval_batch_size=16, trainable="head",
-                        num_epochs=12, early_stopping_patience=5)
+                        num_epochs=6, early_stopping_patience=5)
     c.optim.base_lr = 3e-3
+    c.optim.warmup_factors = (1.0,)
     workdir = str(tmp_path / "yamnet_esc10")
     results = train.train_and_evaluate(c, workdir)
     assert results["best_metric"] == "accuracy"  # single-label data: softmax CE, accuracy
@@ -122,13 +129,21 @@ def test_frame_targets_follow_the_models_frame_grid():
 @pytest.mark.acceptance
 def test_strong_labels_beat_weak_labels_at_the_same_budget(tmp_path):
     """Same model, data, steps and seed; only the loss differs: weak (clip) vs weak + strong (frames).
-    tools/strong_vs_weak.py with the test directory's small CNN (fast); README quotes HTS-AT too."""
-    import importlib.util
+    tools/strong_vs_weak.py with the test directory's small CNN (fast); README quotes HTS-AT too.
 
-    spec = importlib.util.spec_from_file_location("strong_vs_weak", REPO / "tools" / "strong_vs_weak.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    scores = tool.main(["--model", "tiny_cnn", "--steps", "150", "--workdir", str(tmp_path)])
-    weak, strong = scores["weak"], scores["strong"]
+    The tool runs as a user runs it, in its own process on one CPU device with XLA's default code
+    generation (``one_device_env``): its 2 x 150 steps took 4-5x longer in the test process, split
+    over the 8 simulated devices and compiled with the fast-compile flags (measured beside another
+    worker: 373 s there, 80 s here, the same scores)."""
+    run = subprocess.run([sys.executable, str(REPO / "tools" / "strong_vs_weak.py"), "--model", "tiny_cnn",
+                          "--steps", "150", "--workdir", str(tmp_path)],
+                         cwd=REPO, env=one_device_env(), capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    print(run.stdout)
+    # The scores at full precision: each run's own results file (the tool prints them rounded).
+    weak, strong = ({k: json.loads((tmp_path / name / "eval_results.json").read_text())["test"][k]
+                     for k in ("mAP", "event_f1", "psds1", "psds2")} for name in ("weak", "strong"))
+    assert f"event F1 {strong['event_f1']:.3f}" in run.stdout  # the tool reports what the runs measured
+    # Measured (2026-12-02): event F1 weak 0.207, strong 0.344; PSDS1 0.000 / 0.010, PSDS2 0.003 / 0.010.
     assert strong["event_f1"] > weak["event_f1"] + 0.05
     assert strong["psds1"] > weak["psds1"] and strong["psds2"] > weak["psds2"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -53,6 +54,40 @@ def waves(batch: int, samples: int, seed: int = 0) -> jax.Array:
     return 0.3 * jax.random.normal(jax.random.key(seed), (batch, samples), jnp.float32)
 
 
+# The model under nnx.jit: called eagerly, every op of the BiLSTM scans and YAMNet dispatches on its
+# own (measured on one switch case: gradient 31 s and forward 8 s eagerly, 6.3 s and 1.5 s jitted,
+# compilation included). Same function, same numbers at the tests' tolerances; nnx.jit hands the
+# BatchNorm statistics a training call updates back to the model, as the eager call does. One
+# compilation per model config and input shape (the cache is keyed on both, so tests sharing a
+# config and shape share it).
+@functools.partial(nnx.jit, static_argnames=("train", "unroll_lstm"))
+def forward(model, x, key=None, num_samples=None, *, train=False, unroll_lstm=False):
+    return model(x, train=train, key=key, num_samples=num_samples, unroll_lstm=unroll_lstm)
+
+
+@functools.partial(nnx.jit, static_argnames=("output", "squared"))
+def train_grads(model, x, key=None, *, output, squared=False):
+    """nnx.grad of ``mean(output)`` (``mean(output ** 2)`` when ``squared``) of a training forward."""
+    def loss(m):
+        out = m(x, train=True, key=key)[output]
+        return jnp.mean(out ** 2 if squared else out)
+
+    return nnx.grad(loss)(model)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """``models.build(tiny_config(), seed=0)``, built once for the tests that only run it in evaluation
+    (a build takes seconds; tests that train take an ``nnx.clone``)."""
+    return models.build(tiny_config(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def frozen_tiny_model():
+    """``models.build(tiny_config(freeze_yamnet=True), seed=0)``, built once (see ``tiny_model``)."""
+    return models.build(tiny_config(freeze_yamnet=True), seed=0)
+
+
 # ============================================================================ (a) the default model
 
 
@@ -90,14 +125,14 @@ def test_default_shapes_and_attention():
 
 
 @pytest.mark.integration  # builds and differentiates whole models: minutes in all
-def test_lstm_init_follows_keras_and_unrolled_loop_matches_the_scan():
-    model = models.build(tiny_config(), seed=0)
+def test_lstm_init_follows_keras_and_unrolled_loop_matches_the_scan(tiny_model):
+    model = tiny_model
     cell = model.wave.lstm1.forward_rnn.cell
     units = TINY["lstm_units"]
     bias = np.asarray(cell.dense_h.bias[...])
     assert np.all(bias[units:2 * units] == 1.0) and np.all(np.delete(bias, np.s_[units:2 * units]) == 0.0)
     x = waves(2, 16000, seed=3)
-    a, b = model(x), model(x, unroll_lstm=True)
+    a, b = forward(model, x), forward(model, x, unroll_lstm=True)
     np.testing.assert_allclose(np.asarray(b["clipwise_output"]), np.asarray(a["clipwise_output"]), atol=1e-6)
 
 
@@ -125,14 +160,9 @@ def test_each_switch_builds_trains_and_runs(fields):
     model = models.build(config, seed=1)
     assert n_params(model) == lean.parameter_budget(config)["total"]
     x = waves(2, 24000, seed=2)   # 1.5 s: two chunks in evaluation, a random crop in training
-
-    def loss(m):
-        out = m(x, train=True, key=jax.random.key(0))
-        return jnp.mean(out["chunk_logits"] ** 2)
-
-    grads = nnx.grad(loss)(model)
+    grads = train_grads(model, x, jax.random.key(0), output="chunk_logits", squared=True)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-    out = model(x)
+    out = forward(model, x)
     assert out["clipwise_output"].shape == (2, 10)
     assert out["framewise_output"].shape == (2, 3, 10)
     assert out["latent_output"].shape == (2, config.fused_dim)
@@ -154,11 +184,11 @@ def test_invalid_switches_are_refused():
     lean.Config(fusion="concat_last", projection_dim=128)   # no attention: any projection width
 
 
-def test_freeze_yamnet_gives_zero_gradients_and_keeps_batchnorm_statistics():
-    model = models.build(tiny_config(freeze_yamnet=True), seed=0)
+def test_freeze_yamnet_gives_zero_gradients_and_keeps_batchnorm_statistics(tiny_model, frozen_tiny_model):
+    model = nnx.clone(frozen_tiny_model)       # models.build(tiny_config(freeze_yamnet=True), seed=0)
     stats_before = jax.tree.map(np.asarray, nnx.state(model.yamnet, nnx.BatchStat))
     x = waves(4, 16000, seed=5)
-    grads = nnx.grad(lambda m: jnp.mean(m(x, train=True)["clipwise_output"]))(model)
+    grads = train_grads(model, x, output="clipwise_output")
     flat = traverse_util.flatten_dict(nnx.to_pure_dict(grads))
     yam = [v for k, v in flat.items() if k[0] == "yamnet"]
     rest = [v for k, v in flat.items() if k[0] != "yamnet"]
@@ -167,21 +197,21 @@ def test_freeze_yamnet_gives_zero_gradients_and_keeps_batchnorm_statistics():
     jax.tree.map(np.testing.assert_array_equal, stats_before,
                  jax.tree.map(np.asarray, nnx.state(model.yamnet, nnx.BatchStat)))
     # Not frozen: YAMNet learns and BatchNorm updates its moving statistics in training.
-    model = models.build(tiny_config(), seed=0)
+    model = nnx.clone(tiny_model)              # models.build(tiny_config(), seed=0)
     before = np.asarray(model.yamnet.layer3.pointwise_bn.mean[...])
-    grads = nnx.grad(lambda m: jnp.mean(m(x, train=True)["clipwise_output"]))(model)
+    grads = train_grads(model, x, output="clipwise_output")
     assert np.any(np.asarray(grads.yamnet.layer3.pointwise_conv.kernel[...]) != 0)
     assert np.any(np.asarray(model.yamnet.layer3.pointwise_bn.mean[...]) != before)
 
 
-def test_wave_branch_sees_time_order_and_silence_is_finite():
+def test_wave_branch_sees_time_order_and_silence_is_finite(tiny_model):
     model = models.build(tiny_config(branches="wave_only"), seed=0)
     x = waves(1, 16000, seed=7)
-    a = np.asarray(model(x)["clipwise_output"])
-    b = np.asarray(model(x[:, ::-1])["clipwise_output"])
+    a = np.asarray(forward(model, x)["clipwise_output"])
+    b = np.asarray(forward(model, x[:, ::-1])["clipwise_output"])
     assert np.abs(a - b).max() > 1e-4
-    full = models.build(tiny_config(), seed=0)
-    assert np.all(np.isfinite(np.asarray(full(jnp.zeros((2, 16000)))["clipwise_output"])))
+    full = tiny_model                          # models.build(tiny_config(), seed=0)
+    assert np.all(np.isfinite(np.asarray(forward(full, jnp.zeros((2, 16000)))["clipwise_output"])))
 
 
 # ============================================================================ chunks of any length
@@ -198,19 +228,19 @@ def test_chunk_plans_follow_the_spec_examples():
     assert lean.chunk_plan(16000, "fsd50k_baseline") == [(0, 16000), (8000, 8000)]
 
 
-def test_short_audio_is_tiled_to_one_chunk():
-    model = models.build(tiny_config(), seed=0)
+def test_short_audio_is_tiled_to_one_chunk(tiny_model):
+    model = tiny_model
     x = waves(1, 4800, seed=1)
     tiled = jnp.tile(x, (1, 4))[:, :16000]
-    np.testing.assert_allclose(np.asarray(model(x)["clipwise_output"]),
-                               np.asarray(model(tiled)["clipwise_output"]), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(forward(model, x)["clipwise_output"]),
+                               np.asarray(forward(model, tiled)["clipwise_output"]), atol=1e-6)
 
 
-def test_long_audio_is_the_mean_over_its_chunks():
-    model = models.build(tiny_config(), seed=0)
+def test_long_audio_is_the_mean_over_its_chunks(tiny_model):
+    model = tiny_model
     x = waves(2, 24000, seed=2)
-    out = model(x)
-    one = [model(x[:, s:s + 16000])["clipwise_output"] for s in (0, 8000)]
+    out = forward(model, x)
+    one = [forward(model, x[:, s:s + 16000])["clipwise_output"] for s in (0, 8000)]
     np.testing.assert_allclose(np.asarray(out["clipwise_output"]), np.asarray((one[0] + one[1]) / 2), atol=1e-6)
     # 0.5 s grid: the centres of steps 0 and 2 (4000, 20000) lie in one chunk each, step 1's (12000) in both.
     frames = np.asarray(out["framewise_output"])
@@ -221,16 +251,17 @@ def test_long_audio_is_the_mean_over_its_chunks():
 
 @pytest.mark.integration  # builds and differentiates whole models: minutes in all
 @pytest.mark.parametrize("policy", lean.CHUNK_POLICIES)
-def test_padded_rows_with_num_samples_equal_the_unpadded_audio(policy):
-    model = models.build(tiny_config(chunk_policy=policy), seed=0)
+def test_padded_rows_with_num_samples_equal_the_unpadded_audio(policy, tiny_model):
+    config = tiny_config(chunk_policy=policy)
+    model = tiny_model if config == tiny_model.config else models.build(config, seed=0)
     lengths = [4800, 16000, 20000, 24000, 31000]
     x = np.asarray(waves(len(lengths), 32000, seed=4))
     padded = np.zeros_like(x)
     for i, n in enumerate(lengths):
         padded[i, :n] = x[i, :n]
-    out = model(jnp.asarray(padded), num_samples=jnp.asarray(lengths))
+    out = forward(model, jnp.asarray(padded), num_samples=jnp.asarray(lengths))
     for i, n in enumerate(lengths):
-        alone = model(jnp.asarray(x[i:i + 1, :n]))
+        alone = forward(model, jnp.asarray(x[i:i + 1, :n]))
         np.testing.assert_allclose(np.asarray(out["clipwise_output"][i]), np.asarray(alone["clipwise_output"][0]),
                                    atol=1e-6, err_msg=f"{policy} {n}")
         frames = alone["framewise_output"].shape[1]
@@ -239,34 +270,34 @@ def test_padded_rows_with_num_samples_equal_the_unpadded_audio(policy):
         assert int(out["chunk_valid"][i].sum()) == len(lean.chunk_plan(n, policy))
 
 
-def test_training_on_long_input_takes_one_random_chunk_per_clip():
+def test_training_on_long_input_takes_one_random_chunk_per_clip(frozen_tiny_model):
     # Frozen YAMNet (BatchNorm on its statistics): a training forward equals the eval forward of the crop.
-    model = models.build(tiny_config(freeze_yamnet=True), seed=0)
+    model = frozen_tiny_model
     x = waves(3, 48000, seed=6)
     key = jax.random.key(11)
-    out = model(x, train=True, key=key)
+    out = forward(model, x, key, train=True)
     assert out["chunk_logits"].shape == (3, 1, 10)
     u = np.asarray(jax.random.uniform(key, (3,)))
     starts = np.minimum(np.floor(u * (48000 - 16000 + 1)).astype(int), 32000)
     for i, s in enumerate(starts):
-        want = model(x[i:i + 1, s:s + 16000])["clipwise_output"]
+        want = forward(model, x[i:i + 1, s:s + 16000])["clipwise_output"]
         np.testing.assert_allclose(np.asarray(out["clipwise_output"][i]), np.asarray(want[0]), atol=1e-6)
-    other = model(x, train=True, key=jax.random.key(12))
+    other = forward(model, x, jax.random.key(12), train=True)
     assert np.abs(np.asarray(other["clipwise_output"]) - np.asarray(out["clipwise_output"])).max() > 0
     with pytest.raises(ValueError, match="pass key"):
         model(x, train=True)
 
 
-def test_windows_run_each_window_as_its_own_audio():
+def test_windows_run_each_window_as_its_own_audio(tiny_model):
     config = tiny_config()
-    model = models.build(config, seed=0)
+    model = tiny_model
     win = models.get("lean").windows(config, 2.0, 1.0)
     assert win == lean.windows(config, 2.0, 1.0) and hash(win) == hash(lean.windows(config, 2.0, 1.0))
     assert (win.window, win.hop, win.frame_hop) == (32000, 16000, 8000)
     segment = np.asarray(waves(1, 20000, seed=8))[0]
     row = win.prepare(segment)
     out = win.forward(model, {k: jnp.asarray(v)[None] for k, v in row.items()})
-    alone = model(jnp.asarray(segment)[None])
+    alone = forward(model, jnp.asarray(segment)[None])
     np.testing.assert_allclose(np.asarray(out["clipwise_output"]), np.asarray(alone["clipwise_output"]), atol=1e-6)
     with pytest.raises(ValueError, match="shorter than LEAN's 1 s chunk"):
         lean.windows(config, 0.5, 0.5)
@@ -300,7 +331,7 @@ def test_init_from_the_real_tflite_fills_the_yamnet_branch_exactly(yamnet_tflite
     assert "wave/lstm1" in summary and "BatchNorm is folded" in summary
     # The weights build the model (the trainer's create_train_state path).
     model = ckpt_lib.build_model(config, weights)
-    assert model(jnp.zeros((1, 16000)))["clipwise_output"].shape == (1, 50)
+    assert forward(model, jnp.zeros((1, 16000)))["clipwise_output"].shape == (1, 50)
 
 
 def test_init_from_model_directories(tmp_path):
@@ -351,11 +382,10 @@ def test_registered_and_configs_build():
     assert (c.best_metric, c.random_crop, c.eval_chunk_seconds, c.eval_chunk_hop_seconds) == ("pr_auc", True, 1.0, 0.5)
 
 
-def test_tagger_windows_of_one_chunk_reproduce_the_clip_protocol():
+def test_tagger_windows_of_one_chunk_reproduce_the_clip_protocol(tiny_model):
     from htsat_jax import AudioTagger
 
-    config = tiny_config()
-    tagger = AudioTagger(models.build(config, seed=0))
+    tagger = AudioTagger(nnx.clone(tiny_model))   # models.build(tiny_config(), seed=0)
     clip = np.asarray(waves(1, 56000, seed=9))[0]                 # 3.5 s: chunks at 0, 0.5, ..., 2.5 s
     direct = tagger(clip, 16000)
     assert direct["framewise_output"].shape == (1, 7, 10)
